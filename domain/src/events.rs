@@ -1,0 +1,154 @@
+//! Events: facts in the past tense. A published shape never changes in place; a change is a
+//! new schema version with an upcaster in [`crate::codec`].
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::catalogue::Operation;
+use crate::ids::{CommandId, UserId, VehicleId, Vin};
+use crate::vehicle::Role;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequested {
+    pub command_id: CommandId,
+    pub vehicle_id: VehicleId,
+    pub vin: Vin,
+    pub user_id: UserId,
+    pub operation: Operation,
+    pub requested_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCancelRequested {
+    pub command_id: CommandId,
+    pub user_id: UserId,
+    pub requested_at: OffsetDateTime,
+}
+
+/// Recorded before the vehicle is asked anything, so a redelivery can decide from the log
+/// whether the operation may already have run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandDispatched {
+    pub command_id: CommandId,
+    pub attempt: u32,
+    pub connector: String,
+    pub dispatched_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseChunk {
+    pub command_id: CommandId,
+    pub response_id: Uuid,
+    pub sequence_number: u32,
+    /// The chunk as JSON text: postcard is not self-describing, so free-form JSON travels as text.
+    pub payload_json: String,
+    pub is_final: bool,
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCompleted {
+    pub command_id: CommandId,
+    pub completed_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandFailed {
+    pub command_id: CommandId,
+    pub reason: String,
+    pub completed_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandTimedOut {
+    pub command_id: CommandId,
+    pub after_ms: u64,
+    pub completed_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCancelled {
+    pub command_id: CommandId,
+    pub completed_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VehicleRegistered {
+    pub vehicle_id: VehicleId,
+    pub vin: Vin,
+    pub make: String,
+    pub model: String,
+    pub year: u16,
+    pub metadata_json: String,
+    pub registered_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VehicleConnected {
+    pub vin: Vin,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VehicleDisconnected {
+    pub vin: Vin,
+    pub reason: String,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub user_id: UserId,
+    pub username: String,
+    pub role: Role,
+    pub email: Option<String>,
+    /// PHC string (argon2id); never the password.
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Every event the system records, in its current shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    CommandRequested(CommandRequested),
+    CommandCancelRequested(CommandCancelRequested),
+    CommandDispatched(CommandDispatched),
+    ResponseChunk(ResponseChunk),
+    CommandCompleted(CommandCompleted),
+    CommandFailed(CommandFailed),
+    CommandTimedOut(CommandTimedOut),
+    CommandCancelled(CommandCancelled),
+    VehicleRegistered(VehicleRegistered),
+    VehicleConnected(VehicleConnected),
+    VehicleDisconnected(VehicleDisconnected),
+    UserCreated(UserCreated),
+}
+
+impl Event {
+    /// The command this event belongs to, if it is part of a command's life.
+    pub fn command_id(&self) -> Option<CommandId> {
+        match self {
+            Self::CommandRequested(e) => Some(e.command_id),
+            Self::CommandCancelRequested(e) => Some(e.command_id),
+            Self::CommandDispatched(e) => Some(e.command_id),
+            Self::ResponseChunk(e) => Some(e.command_id),
+            Self::CommandCompleted(e) => Some(e.command_id),
+            Self::CommandFailed(e) => Some(e.command_id),
+            Self::CommandTimedOut(e) => Some(e.command_id),
+            Self::CommandCancelled(e) => Some(e.command_id),
+            Self::VehicleRegistered(_)
+            | Self::VehicleConnected(_)
+            | Self::VehicleDisconnected(_)
+            | Self::UserCreated(_) => None,
+        }
+    }
+
+    /// True for the events that end a command's life.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::CommandCompleted(_) | Self::CommandFailed(_) | Self::CommandTimedOut(_) | Self::CommandCancelled(_)
+        )
+    }
+}
