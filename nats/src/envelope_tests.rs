@@ -1,0 +1,142 @@
+//! Every event, with arbitrary contents, survives encode -> NATS headers + payload -> decode.
+
+use proptest::prelude::*;
+use sovd_domain::events::*;
+use sovd_domain::{CommandId, DataId, DtcCode, EcuAddress, Operation, Role, UserId, VehicleId, Vin};
+
+use super::*;
+
+fn timestamp() -> impl Strategy<Value = OffsetDateTime> {
+    (0i64..4_102_444_800, 0u32..1_000_000_000).prop_map(|(secs, nanos)| {
+        OffsetDateTime::from_unix_timestamp(secs).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            + time::Duration::nanoseconds(i64::from(nanos))
+    })
+}
+
+fn uuid() -> impl Strategy<Value = Uuid> {
+    any::<u128>().prop_map(Uuid::from_u128)
+}
+
+fn vin() -> impl Strategy<Value = Vin> {
+    "[A-HJ-NPR-Z0-9]{17}".prop_map(|s| Vin::parse(&s).unwrap())
+}
+
+fn operation() -> impl Strategy<Value = Operation> {
+    prop_oneof![
+        any::<u8>().prop_map(|e| Operation::ReadDtc { ecu: EcuAddress::new(e) }),
+        (any::<u8>(), proptest::option::of(any::<u16>()))
+            .prop_map(|(e, d)| Operation::ClearDtc { ecu: EcuAddress::new(e), dtc: d.map(DtcCode::new) }),
+        (any::<u8>(), any::<u16>())
+            .prop_map(|(e, d)| Operation::ReadDataById { ecu: EcuAddress::new(e), data_id: DataId::new(d) }),
+    ]
+}
+
+fn command_id() -> impl Strategy<Value = CommandId> {
+    uuid().prop_map(CommandId::from_uuid)
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (command_id(), uuid(), vin(), uuid(), operation(), timestamp()).prop_map(|(c, v, vin, u, op, t)| {
+            Event::CommandRequested(CommandRequested {
+                command_id: c,
+                vehicle_id: VehicleId::from_uuid(v),
+                vin,
+                user_id: UserId::from_uuid(u),
+                operation: op,
+                requested_at: t,
+            })
+        }),
+        (command_id(), uuid(), timestamp()).prop_map(|(c, u, t)| {
+            Event::CommandCancelRequested(CommandCancelRequested {
+                command_id: c,
+                user_id: UserId::from_uuid(u),
+                requested_at: t,
+            })
+        }),
+        (command_id(), any::<u32>(), ".{0,20}", timestamp()).prop_map(|(c, attempt, connector, t)| {
+            Event::CommandDispatched(CommandDispatched { command_id: c, attempt, connector, dispatched_at: t })
+        }),
+        (command_id(), uuid(), any::<u32>(), ".{0,64}", any::<bool>(), timestamp()).prop_map(
+            |(c, r, sequence_number, payload_json, is_final, t)| {
+                Event::ResponseChunk(ResponseChunk {
+                    command_id: c,
+                    response_id: r,
+                    sequence_number,
+                    payload_json,
+                    is_final,
+                    received_at: t,
+                })
+            }
+        ),
+        (command_id(), timestamp())
+            .prop_map(|(c, t)| Event::CommandCompleted(CommandCompleted { command_id: c, completed_at: t })),
+        (command_id(), ".{0,40}", timestamp()).prop_map(|(c, reason, t)| {
+            Event::CommandFailed(CommandFailed { command_id: c, reason, completed_at: t })
+        }),
+        (command_id(), any::<u64>(), timestamp()).prop_map(|(c, after_ms, t)| {
+            Event::CommandTimedOut(CommandTimedOut { command_id: c, after_ms, completed_at: t })
+        }),
+        (command_id(), timestamp())
+            .prop_map(|(c, t)| Event::CommandCancelled(CommandCancelled { command_id: c, completed_at: t })),
+        (uuid(), vin(), ".{0,10}", ".{0,10}", any::<u16>(), ".{0,30}", timestamp()).prop_map(
+            |(v, vin, make, model, year, metadata_json, t)| {
+                Event::VehicleRegistered(VehicleRegistered {
+                    vehicle_id: VehicleId::from_uuid(v),
+                    vin,
+                    make,
+                    model,
+                    year,
+                    metadata_json,
+                    registered_at: t,
+                })
+            }
+        ),
+        (vin(), timestamp()).prop_map(|(vin, at)| Event::VehicleConnected(VehicleConnected { vin, at })),
+        (vin(), ".{0,20}", timestamp()).prop_map(|(vin, reason, at)| Event::VehicleDisconnected(VehicleDisconnected {
+            vin,
+            reason,
+            at
+        })),
+        (uuid(), "[a-z]{1,12}", 0..3usize, proptest::option::of("[a-z]{1,8}@x\\.io"), ".{0,40}", timestamp()).prop_map(
+            |(u, username, role, email, password_hash, t)| {
+                Event::UserCreated(UserCreated {
+                    user_id: UserId::from_uuid(u),
+                    username,
+                    role: [Role::Viewer, Role::Engineer, Role::Admin][role],
+                    email,
+                    password_hash,
+                    created_at: t,
+                })
+            }
+        ),
+    ]
+}
+
+fn meta() -> impl Strategy<Value = EventMeta> {
+    (uuid(), "[ -~]{0,40}", proptest::option::of("[ -~]{1,40}"), "[a-z:0-9-]{1,30}", timestamp(), any::<bool>())
+        .prop_map(|(event_id, correlation_id, causation_id, actor, occurred_at, traced)| EventMeta {
+            event_id,
+            correlation_id: correlation_id.trim().to_owned(),
+            causation_id: causation_id.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty()),
+            actor,
+            occurred_at,
+            traceparent: traced.then(|| "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
+        })
+}
+
+proptest! {
+    #[test]
+    fn every_event_round_trips_through_the_envelope(event in event(), meta in meta()) {
+        let (headers, payload) = encode(&event, &meta).unwrap();
+        let (meta_back, event_back) = decode(Some(&headers), &payload).unwrap();
+        prop_assert_eq!(event_back, event);
+        prop_assert_eq!(meta_back, meta);
+    }
+}
+
+#[test]
+fn a_message_without_headers_is_rejected_with_a_reason() {
+    let err = decode(None, b"anything").unwrap_err();
+    assert!(err.to_string().contains("Sovd-Event-Type"), "{err}");
+}

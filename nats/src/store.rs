@@ -1,0 +1,169 @@
+//! Appending to and reading from the log.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream::DirectGetErrorKind};
+use futures::StreamExt;
+use sovd_domain::Event;
+
+use crate::envelope::{self, EventMeta, StoredEvent};
+use crate::error::{AppendError, ReadError};
+use crate::streams::StreamName;
+use crate::subjects::Subject;
+
+/// Concurrency and de-duplication for one append.
+#[derive(Debug, Clone, Default)]
+pub struct AppendOptions {
+    /// `Nats-Msg-Id`: a retry with the same id inside the duplicate window is stored once.
+    /// Defaults to the event id.
+    pub msg_id: Option<String>,
+    /// `Nats-Expected-Last-Subject-Sequence`: the append fails with
+    /// [`AppendError::Conflict`] unless the subject's last event has this sequence
+    /// (0 = the subject must be empty).
+    pub expected_last_subject_sequence: Option<u64>,
+}
+
+impl AppendOptions {
+    pub fn expect_last(sequence: u64) -> Self {
+        Self { expected_last_subject_sequence: Some(sequence), ..Self::default() }
+    }
+
+    pub fn msg_id(id: impl Into<String>) -> Self {
+        Self { msg_id: Some(id.into()), ..Self::default() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub sequence: u64,
+    /// The stream had already stored this message id; nothing new was written.
+    pub duplicate: bool,
+}
+
+/// The event store: a JetStream context plus the envelope.
+#[derive(Clone)]
+pub struct EventStore {
+    js: jetstream::Context,
+}
+
+impl EventStore {
+    pub fn new(client: async_nats::Client) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(Duration::from_secs(5));
+        Self { js }
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub async fn ensure_streams(&self, replicas: usize) -> Result<(), ReadError> {
+        crate::streams::ensure_streams(&self.js, replicas).await
+    }
+
+    /// Appends one event and waits until the server has stored it.
+    pub async fn append(
+        &self,
+        subject: &Subject,
+        event: &Event,
+        meta: &EventMeta,
+        options: AppendOptions,
+    ) -> Result<Appended, AppendError> {
+        let (headers, payload) = envelope::encode(event, meta)?;
+        let msg_id = options.msg_id.unwrap_or_else(|| meta.event_id.to_string());
+        let mut publish =
+            jetstream::message::PublishMessage::build().headers(headers).payload(payload).message_id(msg_id);
+        if let Some(expected) = options.expected_last_subject_sequence {
+            publish = publish.expected_last_subject_sequence(expected);
+        }
+        let classify = |err: jetstream::context::PublishError| match err.kind() {
+            PublishErrorKind::WrongLastSequence => AppendError::Conflict {
+                subject: subject.to_string(),
+                expected: options.expected_last_subject_sequence.unwrap_or_default(),
+            },
+            PublishErrorKind::StreamNotFound => AppendError::NoStream(subject.to_string()),
+            _ => AppendError::Unavailable(err.to_string()),
+        };
+        let ack =
+            self.js.send_publish(subject.to_string(), publish).await.map_err(classify)?.await.map_err(classify)?;
+        Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate })
+    }
+
+    /// The last event on a subject, or `None` when the subject is empty.
+    pub async fn last_on_subject(&self, stream: StreamName, subject: &str) -> Result<Option<StoredEvent>, ReadError> {
+        let stream_handle =
+            self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        match stream_handle.direct_get_last_for_subject(subject).await {
+            Ok(message) => {
+                let (meta, event) =
+                    envelope::decode(Some(&message.headers), &message.payload).map_err(|e| ReadError::Undecodable {
+                        stream: stream.as_str().to_owned(),
+                        sequence: message.sequence,
+                        reason: e.to_string(),
+                    })?;
+                Ok(Some(StoredEvent {
+                    stream_sequence: message.sequence,
+                    subject: message.subject.to_string(),
+                    meta,
+                    event,
+                }))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ReadError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Every event on the subjects matching `filter`, in stream order, up to the last one
+    /// stored when the call started.
+    pub async fn read_filtered(&self, stream: StreamName, filter: &str) -> Result<Vec<StoredEvent>, ReadError> {
+        let Some(last) = self.last_on_subject(stream, filter).await? else {
+            return Ok(Vec::new());
+        };
+        let mut messages = self.ordered(stream, filter, 1).await?;
+        let mut events = Vec::new();
+        while let Some(stored) = messages.next().await {
+            let stored = stored?;
+            let done = stored.stream_sequence >= last.stream_sequence;
+            events.push(stored);
+            if done {
+                break;
+            }
+        }
+        Ok(events)
+    }
+
+    /// A live, ordered read of the subjects matching `filter` from `start_sequence` on.
+    /// It keeps following new events until dropped.
+    pub async fn ordered(
+        &self,
+        stream: StreamName,
+        filter: &str,
+        start_sequence: u64,
+    ) -> Result<impl futures::Stream<Item = Result<StoredEvent, ReadError>> + use<>, ReadError> {
+        let unavailable = |e: &dyn std::fmt::Display| ReadError::Unavailable(e.to_string());
+        let handle = self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| unavailable(&e))?;
+        let deliver_policy = if start_sequence <= 1 {
+            consumer::DeliverPolicy::All
+        } else {
+            consumer::DeliverPolicy::ByStartSequence { start_sequence }
+        };
+        let consumer = handle
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+        let stream_name = stream.as_str();
+        Ok(messages.map(move |message| {
+            let message = message.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+            let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
+            let (meta, event) = envelope::decode(message.headers.as_ref(), &message.payload).map_err(|e| {
+                ReadError::Undecodable { stream: stream_name.to_owned(), sequence, reason: e.to_string() }
+            })?;
+            Ok(StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event })
+        }))
+    }
+}

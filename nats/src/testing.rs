@@ -1,0 +1,85 @@
+//! Test harness: a real nats-server with JetStream, started per test on a free port with its
+//! own store directory, stopped and removed on drop.
+//!
+//! The binary comes from `SOVD_NATS_SERVER_BIN` (set by `deploy/local/test`), else
+//! `.data/bin/nats-server` in the workspace, else `nats-server` on the PATH.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct NatsServer {
+    child: Child,
+    dir: PathBuf,
+    pub port: u16,
+}
+
+fn server_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("SOVD_NATS_SERVER_BIN") {
+        return PathBuf::from(bin);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.data/bin/nats-server");
+    if local.exists() { local } else { PathBuf::from("nats-server") }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When the binary is missing or the server does not come up within 10 s: the test
+    /// cannot run, and says how to fix it.
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("sovd-nats-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let port = free_port();
+        let config = dir.join("nats.conf");
+        let conf = format!(
+            "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+            dir.join("js").display()
+        );
+        std::fs::write(&config, conf).unwrap_or_else(|e| panic!("cannot write nats config: {e}"));
+        let bin = server_binary();
+        let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {} ({e}); run ./deploy/local/test, which installs nats-server", bin.display())
+            });
+        let server = Self { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while async_nats::connect(server.url()).await.is_err() {
+            assert!(Instant::now() < deadline, "nats-server on port {port} did not come up within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url()).await.unwrap_or_else(|e| panic!("connect to test nats-server: {e}"))
+    }
+
+    /// Stops the server (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
