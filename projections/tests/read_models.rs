@@ -1,0 +1,213 @@
+//! Read models against a real nats-server and a real Postgres.
+
+use sovd_domain::events::*;
+use sovd_domain::{CommandId, EcuAddress, Event, Operation, Role, UserId, VehicleId, Vin};
+use sovd_nats::testing::NatsServer;
+use sovd_nats::{AppendOptions, EventMeta, EventStore, StreamName, Subject};
+use sovd_projections::apply::{Projection, apply_batch};
+use sovd_projections::digest::projection_digest;
+use sovd_projections::testing::fresh_database;
+use sovd_projections::worker::all_workers;
+use sovd_projections::{Outcome, queries};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+fn vin() -> Vin {
+    Vin::parse("1HGBH41JXMN109186").unwrap()
+}
+
+const VEHICLE: Uuid = Uuid::from_u128(0x11);
+const USER: Uuid = Uuid::from_u128(0x22);
+
+async fn append(store: &EventStore, subject: &Subject, event: Event) {
+    store.append(subject, &event, &EventMeta::new("corr-test", "test"), AppendOptions::default()).await.unwrap();
+}
+
+/// A vehicle, a user, and one ReadDTC command that completed with three chunks.
+async fn seed(store: &EventStore) -> CommandId {
+    let now = OffsetDateTime::now_utc();
+    let id = CommandId::new();
+    let vehicle = Subject::vehicle(&vin());
+    append(
+        store,
+        &vehicle,
+        Event::VehicleRegistered(VehicleRegistered {
+            vehicle_id: VehicleId::from_uuid(VEHICLE),
+            vin: vin(),
+            make: "Tesla".into(),
+            model: "Model 3".into(),
+            year: 2023,
+            metadata_json: "{}".into(),
+            registered_at: now,
+        }),
+    )
+    .await;
+    append(store, &vehicle, Event::VehicleConnected(VehicleConnected { vin: vin(), at: now })).await;
+    append(
+        store,
+        &Subject::user(UserId::from_uuid(USER)),
+        Event::UserCreated(UserCreated {
+            user_id: UserId::from_uuid(USER),
+            username: "engineer".into(),
+            role: Role::Engineer,
+            email: None,
+            password_hash: "$argon2id$test".into(),
+            created_at: now,
+        }),
+    )
+    .await;
+    append(
+        store,
+        &Subject::command(&vin(), id),
+        Event::CommandRequested(CommandRequested {
+            command_id: id,
+            vehicle_id: VehicleId::from_uuid(VEHICLE),
+            vin: vin(),
+            user_id: UserId::from_uuid(USER),
+            operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
+            requested_at: now,
+        }),
+    )
+    .await;
+    let rsp = Subject::response(&vin(), id);
+    append(
+        store,
+        &rsp,
+        Event::CommandDispatched(CommandDispatched {
+            command_id: id,
+            attempt: 1,
+            connector: "t".into(),
+            dispatched_at: now,
+        }),
+    )
+    .await;
+    for seq in 0..3u32 {
+        append(
+            store,
+            &rsp,
+            Event::ResponseChunk(ResponseChunk {
+                command_id: id,
+                response_id: Uuid::now_v7(),
+                sequence_number: seq,
+                payload_json: format!("{{\"chunk\":{seq}}}"),
+                is_final: seq == 2,
+                received_at: now,
+            }),
+        )
+        .await;
+    }
+    append(store, &rsp, Event::CommandCompleted(CommandCompleted { command_id: id, completed_at: now })).await;
+    id
+}
+
+async fn catch_up(pool: &sqlx::PgPool, store: &EventStore) {
+    for worker in all_workers(pool, store) {
+        let mut worker = worker.with_idle_wait(std::time::Duration::from_millis(200));
+        while worker.try_process_next().await.unwrap() != Outcome::Idle {}
+    }
+}
+
+async fn all_events(store: &EventStore, stream: StreamName) -> Vec<sovd_nats::StoredEvent> {
+    store.read_filtered(stream, stream.subjects()).await.unwrap()
+}
+
+async fn digests(pool: &sqlx::PgPool) -> Vec<String> {
+    let mut out = Vec::new();
+    for projection in Projection::ALL {
+        out.push(projection_digest(pool, projection).await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn workers_build_command_vehicle_and_user_views_from_the_log() {
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    let (pool, _) = fresh_database().await;
+    let id = seed(&store).await;
+
+    catch_up(&pool, &store).await;
+
+    let command = queries::get_command(&pool, id.as_uuid()).await.unwrap().expect("command projected");
+    assert_eq!(command.status, "completed");
+    assert_eq!(command.command_name, "ReadDTC");
+    assert_eq!(command.command_params, serde_json::json!({"ecuAddress": "0x10"}));
+    assert!(command.completed_at.is_some());
+    let responses = queries::list_responses(&pool, id.as_uuid()).await.unwrap();
+    assert_eq!(responses.iter().map(|r| r.sequence_number).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(responses[2].is_final);
+    let vehicle = queries::get_vehicle_by_vin(&pool, vin().as_str()).await.unwrap().unwrap();
+    assert_eq!(vehicle.connection_status, "connected");
+    let user = queries::user_by_username(&pool, "engineer").await.unwrap().unwrap();
+    assert_eq!(user.role, "engineer");
+}
+
+#[tokio::test]
+async fn applying_the_same_events_twice_leaves_identical_tables() {
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    let (pool, _) = fresh_database().await;
+    seed(&store).await;
+
+    catch_up(&pool, &store).await;
+    let once = digests(&pool).await;
+    for projection in Projection::ALL {
+        for stream in projection.streams() {
+            apply_batch(&pool, projection, *stream, &all_events(&store, *stream).await).await.unwrap();
+        }
+    }
+    assert_eq!(digests(&pool).await, once);
+    assert!(once[0].contains("commands:") && !once[0].contains("empty"), "{once:?}");
+}
+
+#[tokio::test]
+async fn responses_applied_before_their_request_end_in_the_same_rows() {
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    seed(&store).await;
+    let commands = all_events(&store, StreamName::Commands).await;
+    let responses = all_events(&store, StreamName::Responses).await;
+
+    let (in_order, _) = fresh_database().await;
+    apply_batch(&in_order, Projection::Commands, StreamName::Commands, &commands).await.unwrap();
+    apply_batch(&in_order, Projection::Commands, StreamName::Responses, &responses).await.unwrap();
+    let (reversed, _) = fresh_database().await;
+    apply_batch(&reversed, Projection::Commands, StreamName::Responses, &responses).await.unwrap();
+    assert!(queries::list_commands(&reversed, &Default::default()).await.unwrap().is_empty(), "no request yet");
+    apply_batch(&reversed, Projection::Commands, StreamName::Commands, &commands).await.unwrap();
+
+    assert_eq!(
+        projection_digest(&in_order, Projection::Commands).await.unwrap(),
+        projection_digest(&reversed, Projection::Commands).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_restarted_worker_resumes_after_its_checkpoint() {
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    let (pool, _) = fresh_database().await;
+    seed(&store).await;
+    catch_up(&pool, &store).await;
+    let before = digests(&pool).await;
+    let checkpoint =
+        sovd_projections::apply::checkpoint(&pool, Projection::Commands, StreamName::Responses).await.unwrap();
+    assert_eq!(checkpoint, 5, "dispatched + 3 chunks + completed");
+
+    // A second command arrives while no worker runs; a fresh worker picks up only that.
+    let second = seed(&store).await;
+    catch_up(&pool, &store).await;
+    assert_ne!(digests(&pool).await, before);
+    assert_eq!(queries::get_command(&pool, second.as_uuid()).await.unwrap().unwrap().status, "completed");
+    assert_eq!(
+        queries::list_commands(&pool, &sovd_projections::queries::CommandFilter { limit: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
