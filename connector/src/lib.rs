@@ -1,1 +1,14 @@
-//! placeholder
+//! sovd-connector: executes diagnostic commands against vehicles.
+//!
+//! Owns the vehicle transport trait, the simulated fleet (the embedded default) and the
+//! command worker that turns CommandRequested into dispatch, response chunks and exactly one
+//! terminal event. Depends on `sovd-domain` and `sovd-nats`; never on projections or HTTP.
+
+pub mod consumer;
+pub mod sim;
+pub mod transport;
+pub mod worker;
+
+pub use sim::{SimConfig, SimulatedFleet};
+pub use transport::{TransportError, VehicleTransport};
+pub use worker::{CommandWorker, Handled, WorkerConfig};

@@ -1,0 +1,258 @@
+//! The command worker: one CommandRequested in, dispatch + chunks + exactly one terminal
+//! event out. Every append to the command's response subject is guarded by
+//! `Nats-Expected-Last-Subject-Sequence`, so two connectors that see the same command can
+//! never both write its outcome: the loser gets a conflict, re-reads the log and decides again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sovd_domain::Event;
+use sovd_domain::events::CommandRequested;
+use sovd_domain::lifecycle::{self, CommandIntent, CommandState, CommandStatus, DomainError};
+use sovd_nats::{AppendError, AppendOptions, EventMeta, EventStore, ReadError, StoredEvent, StreamName, Subject};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::transport::VehicleTransport;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this connector in the log (`connector:<name>`).
+    pub name: String,
+    /// How long a vehicle may take for one command before it is recorded as timed out.
+    pub command_timeout: Duration,
+    /// How often to re-read and decide again after losing an append race.
+    pub max_conflicts: u32,
+    /// A redelivered command whose last event is younger than this still has a live owner:
+    /// leave it alone. Older means the owner is gone and this worker takes over.
+    pub takeover_after: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            name: "connector".into(),
+            command_timeout: Duration::from_secs(30),
+            max_conflicts: 8,
+            takeover_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What became of a command message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// This worker wrote the command's terminal event: ack the message.
+    Terminal(CommandStatus),
+    /// The command had ended before (a redelivery): ack the message.
+    AlreadyEnded(CommandStatus),
+    /// Another connector took the command over mid-run: leave the message to it.
+    LostOwnership,
+    /// Nothing to do for this event: ack it.
+    Ignored,
+    /// Another connector is still working on it: ask again later.
+    Busy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("refused by the command lifecycle: {0}")]
+    Domain(#[from] DomainError),
+    #[error("gave up after {0} append conflicts")]
+    TooManyConflicts(u32),
+}
+
+impl WorkerError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Append(e) => e.is_retryable(),
+            Self::Read(e) => e.is_retryable(),
+            Self::TooManyConflicts(_) => true,
+            Self::Domain(_) => false,
+        }
+    }
+}
+
+/// The command's response subject as this worker last saw it.
+struct Log {
+    subject: Subject,
+    state: CommandState,
+    last_sequence: u64,
+    last_written_at: Option<OffsetDateTime>,
+}
+
+enum Step {
+    Appended,
+    Conflict,
+}
+
+pub struct CommandWorker<T> {
+    store: EventStore,
+    transport: Arc<T>,
+    config: WorkerConfig,
+}
+
+impl<T: VehicleTransport> CommandWorker<T> {
+    pub fn new(store: EventStore, transport: Arc<T>, config: WorkerConfig) -> Self {
+        Self { store, transport, config }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Handles one event from SOVD_COMMANDS.
+    pub async fn handle(&self, stored: &StoredEvent) -> Result<Handled, WorkerError> {
+        match &stored.event {
+            Event::CommandRequested(request) => self.handle_request(stored, request).await,
+            // Cancellation of running commands comes with the cancel endpoint.
+            _ => Ok(Handled::Ignored),
+        }
+    }
+
+    async fn read_log(&self, stored: &StoredEvent, request: &CommandRequested) -> Result<Log, WorkerError> {
+        let subject = Subject::response(&request.vin, request.command_id);
+        let requested = lifecycle::evolve(CommandState::default(), &stored.event);
+        // The common case, a fresh command, costs one direct get; only a redelivery of a
+        // command that already has events replays its whole (short) response subject.
+        let Some(last) = self.store.last_on_subject(StreamName::Responses, subject.as_str()).await? else {
+            return Ok(Log { subject, state: requested, last_sequence: 0, last_written_at: None });
+        };
+        let history = self.store.read_filtered(StreamName::Responses, subject.as_str()).await?;
+        let state = history.iter().fold(requested, |state, e| lifecycle::evolve(state, &e.event));
+        let newest = history.last().unwrap_or(&last);
+        Ok(Log {
+            subject,
+            state,
+            last_sequence: newest.stream_sequence,
+            last_written_at: Some(newest.meta.occurred_at),
+        })
+    }
+
+    /// Decides `intent` against the log and appends the result, guarded by the sequence read.
+    async fn record(&self, log: &mut Log, intent: CommandIntent, meta: &EventMeta) -> Result<Step, WorkerError> {
+        for event in lifecycle::decide(&log.state, intent)? {
+            let meta = EventMeta::caused_by(meta, format!("connector:{}", self.config.name));
+            match self.store.append(&log.subject, &event, &meta, AppendOptions::expect_last(log.last_sequence)).await {
+                Ok(appended) => {
+                    log.last_sequence = appended.sequence;
+                    log.state = lifecycle::evolve(std::mem::take(&mut log.state), &event);
+                }
+                Err(AppendError::Conflict { .. }) => return Ok(Step::Conflict),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Step::Appended)
+    }
+
+    async fn handle_request(&self, stored: &StoredEvent, request: &CommandRequested) -> Result<Handled, WorkerError> {
+        let meta = &stored.meta;
+        for _ in 0..self.config.max_conflicts {
+            let mut log = self.read_log(stored, request).await?;
+            if let Some(status) = log.state.status.filter(CommandStatus::is_terminal) {
+                return Ok(Handled::AlreadyEnded(status));
+            }
+            if let Some(written) = log.last_written_at {
+                let age = OffsetDateTime::now_utc() - written;
+                if age < self.config.takeover_after {
+                    return Ok(Handled::Busy);
+                }
+                tracing::warn!(
+                    command_id = %request.command_id,
+                    correlation_id = %meta.correlation_id,
+                    silent_for_ms = age.whole_milliseconds() as i64,
+                    "taking over a command whose connector went silent"
+                );
+            }
+            let dispatch =
+                CommandIntent::Dispatch { connector: self.config.name.clone(), at: OffsetDateTime::now_utc() };
+            let step = match self.record(&mut log, dispatch, meta).await {
+                Err(WorkerError::Domain(DomainError::AlreadyDispatched { attempts })) => {
+                    // A non-idempotent operation may already have run: never run it again,
+                    // and say so instead of guessing the outcome.
+                    let reason = format!(
+                        "{} was dispatched to the vehicle (attempt {attempts}) but its connector stopped before \
+                         reporting; the outcome is unknown and it was not run again because it is not idempotent",
+                        request.operation.name()
+                    );
+                    let fail = CommandIntent::Fail { reason, at: OffsetDateTime::now_utc() };
+                    match self.record(&mut log, fail, meta).await? {
+                        Step::Appended => return Ok(Handled::Terminal(CommandStatus::Failed)),
+                        Step::Conflict => continue,
+                    }
+                }
+                other => other?,
+            };
+            match step {
+                Step::Conflict => continue,
+                Step::Appended => return self.execute(request, log, meta).await,
+            }
+        }
+        Err(WorkerError::TooManyConflicts(self.config.max_conflicts))
+    }
+
+    async fn execute(
+        &self,
+        request: &CommandRequested,
+        mut log: Log,
+        meta: &EventMeta,
+    ) -> Result<Handled, WorkerError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.config.command_timeout;
+        let mut chunks = self.transport.execute(&request.vin, &request.operation);
+        // A re-dispatched idempotent command resumes after the chunks already recorded.
+        let already_recorded = log.state.next_chunk;
+        let mut index = 0u32;
+        let outcome = loop {
+            let now = OffsetDateTime::now_utc();
+            match tokio::time::timeout_at(deadline, chunks.next()).await {
+                Err(_) => {
+                    let after_ms = u64::try_from(self.config.command_timeout.as_millis()).unwrap_or(u64::MAX);
+                    break CommandIntent::TimeOut { after_ms, at: now };
+                }
+                Ok(Some(Ok(chunk))) => {
+                    let skip = index < already_recorded;
+                    index += 1;
+                    if skip {
+                        continue;
+                    }
+                    let intent = CommandIntent::RecordChunk {
+                        response_id: Uuid::now_v7(),
+                        payload_json: chunk.payload.to_string(),
+                        is_final: chunk.is_final,
+                        at: now,
+                    };
+                    if let Step::Conflict = self.record(&mut log, intent, meta).await? {
+                        return Ok(Handled::LostOwnership);
+                    }
+                }
+                Ok(Some(Err(error))) => break CommandIntent::Fail { reason: error.to_string(), at: now },
+                Ok(None) => break CommandIntent::Complete { at: now },
+            }
+        };
+        let status = match &outcome {
+            CommandIntent::Complete { .. } => CommandStatus::Completed,
+            CommandIntent::TimeOut { .. } => CommandStatus::TimedOut,
+            _ => CommandStatus::Failed,
+        };
+        match self.record(&mut log, outcome, meta).await? {
+            Step::Appended => {
+                tracing::info!(
+                    command_id = %request.command_id,
+                    correlation_id = %meta.correlation_id,
+                    vin = %request.vin,
+                    status = %status,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "command finished"
+                );
+                Ok(Handled::Terminal(status))
+            }
+            Step::Conflict => Ok(Handled::LostOwnership),
+        }
+    }
+}

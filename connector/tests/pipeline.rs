@@ -1,0 +1,264 @@
+//! The connector against a real nats-server: commands in, exactly one outcome out.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sovd_connector::consumer::{self, ConsumerConfig};
+use sovd_connector::{CommandWorker, Handled, SimConfig, SimulatedFleet, WorkerConfig};
+use sovd_domain::events::CommandRequested;
+use sovd_domain::lifecycle::CommandStatus;
+use sovd_domain::{CommandId, DtcCode, EcuAddress, Event, Operation, OperationName, UserId, VehicleId, Vin};
+use sovd_nats::testing::NatsServer;
+use sovd_nats::{AppendOptions, EventMeta, EventStore, StoredEvent, StreamName, Subject};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+fn vin() -> Vin {
+    Vin::parse("1HGBH41JXMN109186").unwrap()
+}
+
+fn other_vin() -> Vin {
+    Vin::parse("5YJSA1E14HF123456").unwrap()
+}
+
+fn fleet(chunk_delay: Duration) -> Arc<SimulatedFleet> {
+    let fleet = SimulatedFleet::new(SimConfig { chunk_delay });
+    fleet.add_vehicle(vin(), true);
+    fleet.add_vehicle(other_vin(), true);
+    fleet.add_vehicle(Vin::parse("WBADT43452G123456").unwrap(), false);
+    Arc::new(fleet)
+}
+
+async fn submit(store: &EventStore, vin: &Vin, operation: Operation) -> StoredEvent {
+    let id = CommandId::new();
+    let event = Event::CommandRequested(CommandRequested {
+        command_id: id,
+        vehicle_id: VehicleId::from_uuid(Uuid::nil()),
+        vin: vin.clone(),
+        user_id: UserId::from_uuid(Uuid::nil()),
+        operation,
+        requested_at: OffsetDateTime::now_utc(),
+    });
+    let meta = EventMeta::new(format!("corr-{id}"), "user:test");
+    let subject = Subject::command(vin, id);
+    let appended = store.append(&subject, &event, &meta, AppendOptions::default()).await.unwrap();
+    StoredEvent { stream_sequence: appended.sequence, subject: subject.to_string(), meta, event }
+}
+
+fn command_id(stored: &StoredEvent) -> CommandId {
+    stored.event.command_id().unwrap()
+}
+
+/// Waits (with a deadline) until the command has a terminal event, then returns its log.
+async fn wait_for_outcome(store: &EventStore, id: CommandId) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events: Vec<Event> = store
+            .read_filtered(StreamName::Responses, &Subject::responses_of(id))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.event)
+            .collect();
+        if events.iter().any(Event::is_terminal) {
+            return events;
+        }
+        assert!(Instant::now() < deadline, "no outcome for {id} within 20 s; log so far: {events:?}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn started(server: &NatsServer) -> EventStore {
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    store
+}
+
+fn spawn_connector(
+    store: &EventStore,
+    fleet: Arc<SimulatedFleet>,
+    name: &str,
+    config: ConsumerConfig,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let worker_config =
+        WorkerConfig { name: name.into(), takeover_after: Duration::from_secs(5), ..Default::default() };
+    let worker = Arc::new(CommandWorker::new(store.clone(), fleet, worker_config));
+    let js = store.jetstream().clone();
+    tokio::spawn(async move {
+        consumer::run(worker, js, config, shutdown).await.unwrap();
+    })
+}
+
+fn terminal_count(events: &[Event]) -> usize {
+    events.iter().filter(|e| e.is_terminal()).count()
+}
+
+#[tokio::test]
+async fn read_dtc_streams_three_chunks_then_completes() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let _connector =
+        spawn_connector(&store, fleet(Duration::from_millis(5)), "c1", ConsumerConfig::default(), shutdown);
+
+    let request = submit(&store, &vin(), Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let events = wait_for_outcome(&store, command_id(&request)).await;
+
+    assert!(matches!(events[0], Event::CommandDispatched(ref d) if d.attempt == 1 && d.connector == "c1"));
+    let chunks: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ResponseChunk(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(chunks.len(), 3);
+    assert_eq!(chunks.iter().map(|c| c.sequence_number).collect::<Vec<_>>(), vec![0, 1, 2]);
+    assert!(chunks[0].payload_json.contains("P0420"));
+    assert_eq!(chunks.iter().map(|c| c.is_final).collect::<Vec<_>>(), vec![false, false, true]);
+    assert!(matches!(events.last(), Some(Event::CommandCompleted(_))));
+    assert_eq!(events.len(), 5);
+}
+
+#[tokio::test]
+async fn a_command_for_a_disconnected_vehicle_fails_and_says_why() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let _connector = spawn_connector(&store, fleet(Duration::ZERO), "c1", ConsumerConfig::default(), shutdown);
+    let offline = Vin::parse("WBADT43452G123456").unwrap();
+    let request = submit(&store, &offline, Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let events = wait_for_outcome(&store, command_id(&request)).await;
+    match events.last() {
+        Some(Event::CommandFailed(f)) => assert!(f.reason.contains("not connected"), "{}", f.reason),
+        other => panic!("expected CommandFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_command_write_exactly_one_outcome() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let fleet = fleet(Duration::from_millis(5));
+    let a = CommandWorker::new(store.clone(), fleet.clone(), WorkerConfig { name: "a".into(), ..Default::default() });
+    let b = CommandWorker::new(store.clone(), fleet.clone(), WorkerConfig { name: "b".into(), ..Default::default() });
+    for operation in [
+        Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
+        Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: Some(DtcCode::new(0x0420)) },
+    ] {
+        let request = submit(&store, &vin(), operation).await;
+        let (ra, rb) = tokio::join!(a.handle(&request), b.handle(&request));
+        let (ra, rb) = (ra.unwrap(), rb.unwrap());
+        let events = wait_for_outcome(&store, command_id(&request)).await;
+        assert_eq!(terminal_count(&events), 1, "{events:?}");
+        let writers = [ra, rb].iter().filter(|h| matches!(h, Handled::Terminal(_))).count();
+        assert_eq!(writers, 1, "exactly one worker wrote the outcome: {ra:?} {rb:?}");
+    }
+    assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 1, "ClearDTC must never run twice");
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_not_run_twice_and_ends_once() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    // Chunks slower than ack_wait and no progress acks: the server redelivers every command
+    // to the other connector while the first is still working on it. The second must see
+    // a live owner (recent events) and leave the command alone.
+    let fleet = fleet(Duration::from_millis(1500));
+    let config = ConsumerConfig { ack_wait: Duration::from_secs(1), progress_acks: false, ..Default::default() };
+    let (_stop, shutdown) = watch::channel(false);
+    let _c1 = spawn_connector(&store, fleet.clone(), "c1", config.clone(), shutdown.clone());
+    let _c2 = spawn_connector(&store, fleet.clone(), "c2", config, shutdown);
+
+    let clear = submit(&store, &vin(), Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None }).await;
+    let read = submit(&store, &other_vin(), Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let clear_events = wait_for_outcome(&store, command_id(&clear)).await;
+    let read_events = wait_for_outcome(&store, command_id(&read)).await;
+
+    assert_eq!(terminal_count(&clear_events), 1, "{clear_events:?}");
+    assert_eq!(terminal_count(&read_events), 1, "{read_events:?}");
+    assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 1, "ClearDTC must never run twice");
+    // Whatever the interleaving, chunk numbers never repeat.
+    let mut numbers: Vec<u32> = read_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ResponseChunk(c) => Some(c.sequence_number),
+            _ => None,
+        })
+        .collect();
+    let count = numbers.len();
+    numbers.dedup();
+    assert_eq!(numbers.len(), count, "{read_events:?}");
+    assert_eq!(count, 3, "three chunks over 4.5 s, across several redeliveries");
+    assert!(matches!(read_events.last(), Some(Event::CommandCompleted(_))));
+}
+
+/// Records what a connector that died after its first chunk would have left in the log.
+async fn leave_half_done(store: &EventStore, request: &StoredEvent, chunks: u32) {
+    let id = command_id(request);
+    let subject = Subject::response(&vin(), id);
+    let long_ago = OffsetDateTime::now_utc() - Duration::from_secs(3600);
+    let mut meta = EventMeta::caused_by(&request.meta, "connector:dead");
+    meta.occurred_at = long_ago;
+    let dispatched = Event::CommandDispatched(sovd_domain::events::CommandDispatched {
+        command_id: id,
+        attempt: 1,
+        connector: "dead".into(),
+        dispatched_at: long_ago,
+    });
+    store.append(&subject, &dispatched, &meta, AppendOptions::default()).await.unwrap();
+    for sequence_number in 0..chunks {
+        let chunk = Event::ResponseChunk(sovd_domain::events::ResponseChunk {
+            command_id: id,
+            response_id: Uuid::now_v7(),
+            sequence_number,
+            payload_json: "{\"from\":\"dead connector\"}".into(),
+            is_final: false,
+            received_at: long_ago,
+        });
+        let mut meta = meta.clone();
+        meta.event_id = Uuid::now_v7();
+        store.append(&subject, &chunk, &meta, AppendOptions::default()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_command_whose_connector_died_resumes_after_the_recorded_chunks() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let worker = CommandWorker::new(store.clone(), fleet(Duration::ZERO), WorkerConfig::default());
+    let request = submit(&store, &vin(), Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    leave_half_done(&store, &request, 1).await;
+
+    assert_eq!(worker.handle(&request).await.unwrap(), Handled::Terminal(CommandStatus::Completed));
+    let events = wait_for_outcome(&store, command_id(&request)).await;
+    let numbers: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ResponseChunk(c) => Some(c.sequence_number),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(numbers, vec![0, 1, 2], "resumed after chunk 0 without repeating it");
+    assert!(events.iter().any(|e| matches!(e, Event::CommandDispatched(d) if d.attempt == 2)));
+}
+
+#[tokio::test]
+async fn a_clear_dtc_whose_connector_died_is_failed_as_unknown_and_not_run_again() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let fleet = fleet(Duration::ZERO);
+    let worker = CommandWorker::new(store.clone(), fleet.clone(), WorkerConfig::default());
+    let request = submit(&store, &vin(), Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None }).await;
+    leave_half_done(&store, &request, 0).await;
+
+    assert_eq!(worker.handle(&request).await.unwrap(), Handled::Terminal(CommandStatus::Failed));
+    let events = wait_for_outcome(&store, command_id(&request)).await;
+    match events.last() {
+        Some(Event::CommandFailed(f)) => assert!(f.reason.contains("outcome is unknown"), "{}", f.reason),
+        other => panic!("expected CommandFailed, got {other:?}"),
+    }
+    assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 0);
+}
