@@ -1,1 +1,72 @@
-fn main() {}
+//! sovd: the one binary. `sovd dev | gateway | connector | projector | bench`.
+
+mod bench;
+mod config;
+mod gateway;
+mod metrics;
+mod run;
+mod seed;
+
+use clap::Parser;
+use config::{Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,async_nats=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Bench(args) => bench::run(args).await,
+        Command::Dev(args) => dev(args).await,
+        Command::Gateway(args) => {
+            let (_stop, shutdown) = run::shutdown_signal();
+            let jwt = run::jwt_key(&args, false)?;
+            let Some(deps) = run::connect(&args.common, "sovd-gateway", &shutdown).await? else { return Ok(()) };
+            run::serve_gateway(&deps, &args, jwt, metrics::Metrics::new()?, shutdown).await
+        }
+        Command::Connector(args) => {
+            let (_stop, mut shutdown) = run::shutdown_signal();
+            let Some(deps) = run::connect(&args.common, "sovd-connector", &shutdown).await? else { return Ok(()) };
+            let task = run::spawn_connector(&deps, &args.connector, &metrics::Metrics::new()?, &shutdown).await?;
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            let _ = task.await;
+            Ok(())
+        }
+        Command::Projector(common) => {
+            let (_stop, mut shutdown) = run::shutdown_signal();
+            let Some(deps) = run::connect(&common, "sovd-projector", &shutdown).await? else { return Ok(()) };
+            let tasks = run::spawn_projector(&deps, &shutdown);
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            for task in tasks {
+                let _ = task.await;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Everything in one process, with the seed users and vehicles.
+async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
+    let (_stop, shutdown) = run::shutdown_signal();
+    let jwt = run::jwt_key(&args.gateway, true)?;
+    let Some(deps) = run::connect(&args.gateway.common, "sovd-dev", &shutdown).await? else { return Ok(()) };
+    seed::seed_users(&deps.store).await?;
+    let metrics = metrics::Metrics::new()?;
+    let projector = run::spawn_projector(&deps, &shutdown);
+    let connector = run::spawn_connector(&deps, &args.connector, &metrics, &shutdown).await?;
+    let served = run::serve_gateway(&deps, &args.gateway, jwt, metrics, shutdown).await;
+    for task in projector {
+        let _ = task.await;
+    }
+    let _ = connector.await;
+    served
+}

@@ -1,0 +1,111 @@
+//! One typed configuration per process: flags, each with a `SOVD_*` environment variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A secret: parsed like a string, never printed.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < 16 { Err("must be at least 16 characters".into()) } else { Ok(Self(s.to_owned())) }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "sovd", version, about = "Cloud-to-vehicle diagnostics on an event log")]
+pub struct Cli {
+    /// Log format: text for people, json for log pipelines.
+    #[arg(long, env = "SOVD_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Gateway, connector (simulated fleet) and projector in one process, with seed data.
+    Dev(DevArgs),
+    /// The HTTP API and WebSocket.
+    Gateway(GatewayArgs),
+    /// Executes commands against vehicles (the simulated fleet).
+    Connector(ConnectorArgs),
+    /// Builds the Postgres read models from the event streams.
+    Projector(CommonArgs),
+    /// Load test: concurrent clients submit commands and wait for their outcome.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// NATS server URL.
+    #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222")]
+    pub nats_url: String,
+    /// PostgreSQL URL of the read-model database.
+    #[arg(long, env = "SOVD_DATABASE_URL", default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd")]
+    pub database_url: String,
+    /// JetStream replicas per stream (3 in production clusters).
+    #[arg(long, env = "SOVD_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "SOVD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+    /// HMAC key for access and refresh tokens (16+ characters). Required outside `sovd dev`.
+    #[arg(long, env = "SOVD_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectorOptions {
+    /// Name of this connector in the log; defaults to host name and process id.
+    #[arg(long, env = "SOVD_CONNECTOR_NAME")]
+    pub connector_name: Option<String>,
+    /// Simulated vehicles: delay before each answer chunk, in milliseconds.
+    #[arg(long, env = "SOVD_SIM_CHUNK_DELAY_MS", default_value_t = 50)]
+    pub sim_chunk_delay_ms: u64,
+    /// Seconds a vehicle may take for one command before it times out.
+    #[arg(long, env = "SOVD_COMMAND_TIMEOUT_SECS", default_value_t = 30)]
+    pub command_timeout_secs: u64,
+    /// Commands this process runs at once.
+    #[arg(long, env = "SOVD_CONNECTOR_CONCURRENCY", default_value_t = 512)]
+    pub connector_concurrency: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectorArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub connector: ConnectorOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    #[command(flatten)]
+    pub connector: ConnectorOptions,
+}

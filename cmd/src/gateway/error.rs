@@ -1,0 +1,135 @@
+//! Every failure the API can answer, mapped to HTTP in one place. The envelope
+//! (`{"error":{code,message,correlation_id,timestamp,path}}`) is completed by the request
+//! middleware, which knows the correlation id and path; causes are logged, never sent.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sovd_nats::{AppendError, ReadError};
+use sovd_projections::ProjectionError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_credentials() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_001", "invalid username or password")
+    }
+    pub fn missing_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_002", "missing bearer token in the Authorization header")
+    }
+    pub fn invalid_token(why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_003", format!("invalid token: {why}"))
+    }
+    pub fn expired_token() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_004", "token has expired; log in again")
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "AUTH_005", message)
+    }
+    pub fn inactive_account() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_006", "this account is deactivated")
+    }
+    pub fn bad_json(why: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "VAL_101",
+            format!("request body is not valid JSON for this endpoint: {why}"),
+        )
+    }
+    pub fn unsupported_media_type() -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "VAL_102", "Content-Type must be application/json")
+    }
+    pub fn invalid_field(field: &str, why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VAL_103", format!("{field}: {why}"))
+    }
+    pub fn invalid_query(why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "VAL_104", format!("invalid query parameter: {why}"))
+    }
+    pub fn unknown_operation(why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VAL_105", format!("command_name: {why}"))
+    }
+    pub fn invalid_params(why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "VAL_106", why.to_string())
+    }
+    pub fn body_too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "VAL_107", "request body is larger than 64 KiB")
+    }
+    pub fn vehicle_not_found(id: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "VEH_301", format!("vehicle {id} not found"))
+    }
+    pub fn command_not_found(id: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "VEH_302", format!("command {id} not found"))
+    }
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "SYS_501",
+            "internal error; quote the correlation id when reporting it",
+        )
+    }
+    pub fn event_store_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "SYS_502", "event store (NATS) is unavailable; try again shortly")
+    }
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "SYS_504", "no such endpoint")
+    }
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "SYS_503", "method not allowed on this endpoint")
+    }
+    pub fn database_unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "DB_201", "database is unavailable; try again shortly")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(error: ProjectionError) -> Self {
+        match &error {
+            ProjectionError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
+            ) => {
+                tracing::warn!(error = %error, "database unavailable");
+                Self::database_unavailable()
+            }
+            _ => {
+                tracing::error!(error = %error, "database query failed");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(error: AppendError) -> Self {
+        tracing::warn!(error = %error, "append failed");
+        match error {
+            AppendError::Unavailable(_) | AppendError::NoStream(_) => Self::event_store_unavailable(),
+            _ => Self::internal(),
+        }
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(error: ReadError) -> Self {
+        tracing::warn!(error = %error, "event store read failed");
+        match error {
+            ReadError::Unavailable(_) => Self::event_store_unavailable(),
+            ReadError::Undecodable { .. } => Self::internal(),
+        }
+    }
+}

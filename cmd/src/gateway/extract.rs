@@ -1,0 +1,120 @@
+//! Extractors that turn every malformed input into an [`ApiError`] naming the problem.
+
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::jwt::JwtError;
+use super::state::SharedState;
+use sovd_domain::Role;
+
+/// A JSON object body: Content-Type checked, size limited by the router, parsed once.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::body_too_large()
+            } else {
+                ApiError::bad_json(rejection.body_text())
+            }
+        })?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => Ok(Self(map)),
+            Ok(_) => Err(ApiError::bad_json("expected a JSON object")),
+            Err(e) => Err(ApiError::bad_json(e)),
+        }
+    }
+}
+
+impl JsonObject {
+    /// Refuses fields the endpoint does not know, naming the first.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self.0.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(unknown) => Err(ApiError::invalid_field(unknown, "unknown field")),
+            None => Ok(()),
+        }
+    }
+
+    pub fn required_str(&self, field: &str) -> Result<&str, ApiError> {
+        match self.0.get(field) {
+            Some(Value::String(s)) => Ok(s),
+            Some(Value::Null) | None => Err(ApiError::invalid_field(field, "is required")),
+            Some(_) => Err(ApiError::invalid_field(field, "must be a string")),
+        }
+    }
+}
+
+/// Query string parsed into `T`; a bad value is a 400 naming the parameter.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::invalid_query(rejection.body_text()))
+    }
+}
+
+/// The signed-in caller, from `Authorization: Bearer <access token>`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn from_token(state: &SharedState, token: &str) -> Result<Self, ApiError> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let claims = state.jwt.verify(token, now).map_err(|e| match e {
+            JwtError::Expired => ApiError::expired_token(),
+            other => ApiError::invalid_token(other),
+        })?;
+        if claims.token_type != "access" {
+            return Err(ApiError::invalid_token("not an access token"));
+        }
+        let user_id = Uuid::parse_str(&claims.user_id).map_err(|_| ApiError::invalid_token("bad user_id claim"))?;
+        let role = Role::parse(&claims.role).ok_or_else(|| ApiError::invalid_token("unknown role"))?;
+        Ok(Self { user_id, username: claims.username, role })
+    }
+
+    /// Engineers see their own commands only; viewers and admins see all.
+    pub fn may_read_command_of(&self, owner: Uuid) -> bool {
+        self.role != Role::Engineer || self.user_id == owner
+    }
+}
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(ApiError::missing_token)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(ApiError::missing_token)?;
+        Self::from_token(state, token.trim())
+    }
+}

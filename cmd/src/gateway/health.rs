@@ -1,0 +1,56 @@
+//! Liveness, readiness (which dependency is down) and metrics.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::state::SharedState;
+
+pub async fn live() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn check_nats(state: &SharedState) -> Result<(), String> {
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        return Err("unavailable: not connected".into());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), state.store.jetstream().query_account()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("unavailable: {e}")),
+        Err(_) => Err("unavailable: no answer within 2 s".into()),
+    }
+}
+
+async fn check_postgres(state: &SharedState) -> Result<(), String> {
+    match tokio::time::timeout(Duration::from_secs(2), sovd_projections::queries::ping(&state.pool)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("unavailable: {e}")),
+        Err(_) => Err("unavailable: no answer within 2 s".into()),
+    }
+}
+
+pub async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
+    let (nats, postgres) = tokio::join!(check_nats(&state), check_postgres(&state));
+    let ok = nats.is_ok() && postgres.is_ok();
+    let show = |r: Result<(), String>| r.map_or_else(Value::String, |()| Value::String("ok".into()));
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": {"nats": show(nats), "postgres": show(postgres)},
+    });
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> String {
+    if let Ok((_, connected)) = sovd_projections::queries::list_vehicles(
+        &state.pool,
+        &sovd_projections::queries::VehicleFilter { status: Some("connected".into()), limit: 1, ..Default::default() },
+    )
+    .await
+    {
+        state.metrics.vehicle_connections_active.set(connected);
+    }
+    state.metrics.render()
+}

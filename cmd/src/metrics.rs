@@ -1,0 +1,52 @@
+//! Prometheus metrics of this process, served at `/metrics`.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub commands_executed_total: IntCounterVec,
+    pub command_execution_duration_seconds: Histogram,
+    pub websocket_connections_active: IntGauge,
+    pub vehicle_connections_active: IntGauge,
+    pub event_append_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let commands_executed_total = IntCounterVec::new(
+            Opts::new("commands_executed_total", "Commands this process ended, by terminal status"),
+            &["status"],
+        )?;
+        let command_execution_duration_seconds = Histogram::with_opts(
+            HistogramOpts::new("command_execution_duration_seconds", "From dispatch to terminal event")
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        )?;
+        let websocket_connections_active =
+            IntGauge::new("websocket_connections_active", "Open WebSocket response streams")?;
+        let vehicle_connections_active =
+            IntGauge::new("vehicle_connections_active", "Vehicles currently connected (from the fleet read model)")?;
+        let event_append_seconds = Histogram::with_opts(
+            HistogramOpts::new("event_append_seconds", "Time for JetStream to store and acknowledge one event")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]),
+        )?;
+        registry.register(Box::new(commands_executed_total.clone()))?;
+        registry.register(Box::new(command_execution_duration_seconds.clone()))?;
+        registry.register(Box::new(websocket_connections_active.clone()))?;
+        registry.register(Box::new(vehicle_connections_active.clone()))?;
+        registry.register(Box::new(event_append_seconds.clone()))?;
+        Ok(Self {
+            registry,
+            commands_executed_total,
+            command_execution_duration_seconds,
+            websocket_connections_active,
+            vehicle_connections_active,
+            event_append_seconds,
+        })
+    }
+
+    pub fn render(&self) -> String {
+        TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,234 @@
+//! Assembling processes: connect to NATS and Postgres (waiting for them if they are not up
+//! yet), then run the parts as sibling tasks until a shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sovd_connector::consumer::{self, ConsumerConfig};
+use sovd_connector::{CommandWorker, SimConfig, SimulatedFleet, WorkerConfig};
+use sovd_domain::events::{VehicleConnected, VehicleDisconnected};
+use sovd_domain::{Event, Vin};
+use sovd_nats::{AppendOptions, EventMeta, EventStore, StreamName, Subject};
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::watch;
+
+use crate::config::{CommonArgs, ConnectorOptions, GatewayArgs};
+use crate::gateway::jwt::JwtKey;
+use crate::gateway::{self, AppState};
+use crate::metrics::Metrics;
+use crate::seed;
+
+pub struct Deps {
+    pub nats: async_nats::Client,
+    pub store: EventStore,
+    pub pool: sqlx::PgPool,
+}
+
+/// Retries `attempt` with backoff until it succeeds or shutdown is asked for.
+pub async fn until_ok<T, E: std::fmt::Display, Fut: Future<Output = Result<T, E>>>(
+    what: &str,
+    shutdown: &watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> Fut,
+) -> Option<T> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => {
+                tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "waiting for {what}");
+                let mut shutdown = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return None,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub async fn connect(
+    common: &CommonArgs,
+    name: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<Deps>> {
+    let nats = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connect(&common.nats_url)
+        .await
+        .with_context(|| format!("bad NATS URL {}", common.nats_url))?;
+    let store = EventStore::new(nats.clone());
+    let replicas = common.stream_replicas;
+    if until_ok("NATS JetStream", shutdown, || store.ensure_streams(replicas)).await.is_none() {
+        return Ok(None);
+    }
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(&common.database_url)
+        .context("bad database URL")?;
+    if until_ok("PostgreSQL", shutdown, || sovd_projections::migrate(&pool)).await.is_none() {
+        return Ok(None);
+    }
+    tracing::info!(nats = %common.nats_url, "connected to NATS and PostgreSQL");
+    Ok(Some(Deps { nats, store, pool }))
+}
+
+pub fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let signal_tx = tx.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term => {}
+        }
+        tracing::info!("shutting down");
+        let _ = signal_tx.send(true);
+    });
+    (tx, rx)
+}
+
+pub fn spawn_projector(deps: &Deps, shutdown: &watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    sovd_projections::worker::all_workers(&deps.pool, &deps.store)
+        .into_iter()
+        .map(|worker| tokio::spawn(worker.run(shutdown.clone())))
+        .collect()
+}
+
+/// The simulated fleet: the seed vehicles, registered and announced on SOVD_FLEET.
+pub async fn simulated_fleet(store: &EventStore, options: &ConnectorOptions) -> anyhow::Result<Arc<SimulatedFleet>> {
+    let fleet = SimulatedFleet::new(SimConfig { chunk_delay: Duration::from_millis(options.sim_chunk_delay_ms) });
+    seed::seed_vehicles(store).await?;
+    for vehicle in &seed::VEHICLES {
+        let vin = Vin::parse(vehicle.vin)?;
+        fleet.add_vehicle(vin.clone(), vehicle.connected);
+        announce(store, &vin, vehicle.connected).await?;
+    }
+    Ok(Arc::new(fleet))
+}
+
+/// Records the vehicle's connectivity if the log says otherwise.
+async fn announce(store: &EventStore, vin: &Vin, connected: bool) -> anyhow::Result<()> {
+    let subject = Subject::vehicle(vin);
+    let last = store.last_on_subject(StreamName::Fleet, subject.as_str()).await?;
+    let logged = match last.as_ref().map(|l| &l.event) {
+        Some(Event::VehicleConnected(_)) => Some(true),
+        Some(Event::VehicleDisconnected(_)) => Some(false),
+        _ => None,
+    };
+    if logged == Some(connected) {
+        return Ok(());
+    }
+    let at = time::OffsetDateTime::now_utc();
+    let event = if connected {
+        Event::VehicleConnected(VehicleConnected { vin: vin.clone(), at })
+    } else {
+        Event::VehicleDisconnected(VehicleDisconnected {
+            vin: vin.clone(),
+            reason: "simulated vehicle is offline".into(),
+            at,
+        })
+    };
+    let expected = last.map_or(0, |l| l.stream_sequence);
+    // A conflict means another connector announced first; its word stands.
+    let _ = store
+        .append(&subject, &event, &EventMeta::new("fleet", "connector"), AppendOptions::expect_last(expected))
+        .await;
+    Ok(())
+}
+
+pub fn connector_name(options: &ConnectorOptions) -> String {
+    options.connector_name.clone().unwrap_or_else(|| {
+        let host =
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "host".into());
+        format!("{host}-{}", std::process::id())
+    })
+}
+
+pub async fn spawn_connector(
+    deps: &Deps,
+    options: &ConnectorOptions,
+    metrics: &Metrics,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let fleet = simulated_fleet(&deps.store, options).await?;
+    let worker_config = WorkerConfig {
+        name: connector_name(options),
+        command_timeout: Duration::from_secs(options.command_timeout_secs),
+        ..Default::default()
+    };
+    let worker = Arc::new(CommandWorker::new(deps.store.clone(), fleet, worker_config));
+    let hook_metrics = metrics.clone();
+    let config = ConsumerConfig {
+        concurrency: options.connector_concurrency,
+        on_outcome: Some(Arc::new(move |status, elapsed| {
+            hook_metrics.commands_executed_total.with_label_values(&[status.as_str()]).inc();
+            hook_metrics.command_execution_duration_seconds.observe(elapsed.as_secs_f64());
+        })),
+        ..Default::default()
+    };
+    let js = deps.store.jetstream().clone();
+    let shutdown = shutdown.clone();
+    Ok(tokio::spawn(async move {
+        // The consumer ends on errors (NATS gone); start it again until shutdown.
+        while !*shutdown.borrow() {
+            if let Err(error) = consumer::run(worker.clone(), js.clone(), config.clone(), shutdown.clone()).await {
+                tracing::warn!(error = %error, "command consumer stopped; restarting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }))
+}
+
+pub fn jwt_key(args: &GatewayArgs, dev: bool) -> anyhow::Result<JwtKey> {
+    match &args.jwt_secret {
+        Some(secret) => Ok(JwtKey::new(secret.0.as_bytes())),
+        None if dev => {
+            tracing::warn!("SOVD_JWT_SECRET is not set; using the fixed development key (never do this in production)");
+            Ok(JwtKey::new(b"sovd-development-key-not-for-production"))
+        }
+        None => anyhow::bail!("SOVD_JWT_SECRET must be set (16+ characters) for the gateway"),
+    }
+}
+
+pub async fn serve_gateway(
+    deps: &Deps,
+    args: &GatewayArgs,
+    jwt: JwtKey,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let state = Arc::new(AppState {
+        store: deps.store.clone(),
+        nats: deps.nats.clone(),
+        pool: deps.pool.clone(),
+        jwt,
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (is the port taken? set SOVD_HTTP_ADDR)", args.http_addr))?;
+    tracing::info!(url = %format!("http://{}/", args.http_addr), "gateway listening");
+    let mut shutdown = shutdown;
+    axum::serve(listener, gateway::router(state))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .context("HTTP server failed")
+}
