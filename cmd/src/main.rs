@@ -1,14 +1,8 @@
 //! sovd: the one binary. `sovd dev | gateway | connector | projector | bench`.
 
-mod bench;
-mod config;
-mod gateway;
-mod metrics;
-mod run;
-mod seed;
-
 use clap::Parser;
-use config::{Cli, Command, LogFormat};
+use sovd::config::{self, Cli, Command, LogFormat};
+use sovd::{bench, metrics, run, seed};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -30,8 +24,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();
             let jwt = run::jwt_key(&args, false)?;
+            let listener = run::bind(&args).await?;
             let Some(deps) = run::connect(&args.common, "sovd-gateway", &shutdown).await? else { return Ok(()) };
-            run::serve_gateway(&deps, &args, jwt, metrics::Metrics::new()?, shutdown).await
+            run::serve_gateway(&deps, listener, jwt, metrics::Metrics::new()?, shutdown).await
         }
         Command::Connector(args) => {
             let (_stop, mut shutdown) = run::shutdown_signal();
@@ -58,12 +53,14 @@ async fn main() -> anyhow::Result<()> {
 async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = run::shutdown_signal();
     let jwt = run::jwt_key(&args.gateway, true)?;
+    // Bind first: a taken port is reported before anything else starts.
+    let listener = run::bind(&args.gateway).await?;
     let Some(deps) = run::connect(&args.gateway.common, "sovd-dev", &shutdown).await? else { return Ok(()) };
     seed::seed_users(&deps.store).await?;
     let metrics = metrics::Metrics::new()?;
     let projector = run::spawn_projector(&deps, &shutdown);
     let connector = run::spawn_connector(&deps, &args.connector, &metrics, &shutdown).await?;
-    let served = run::serve_gateway(&deps, &args.gateway, jwt, metrics, shutdown).await;
+    let served = run::serve_gateway(&deps, listener, jwt, metrics, shutdown).await;
     for task in projector {
         let _ = task.await;
     }

@@ -206,9 +206,15 @@ pub fn jwt_key(args: &GatewayArgs, dev: bool) -> anyhow::Result<JwtKey> {
     }
 }
 
+pub async fn bind(args: &GatewayArgs) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(args.http_addr)
+        .await
+        .with_context(|| format!("cannot listen on {} (is the port taken? set SOVD_HTTP_ADDR)", args.http_addr))
+}
+
 pub async fn serve_gateway(
     deps: &Deps,
-    args: &GatewayArgs,
+    listener: tokio::net::TcpListener,
     jwt: JwtKey,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
@@ -220,10 +226,8 @@ pub async fn serve_gateway(
         jwt,
         metrics,
     });
-    let listener = tokio::net::TcpListener::bind(args.http_addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (is the port taken? set SOVD_HTTP_ADDR)", args.http_addr))?;
-    tracing::info!(url = %format!("http://{}/", args.http_addr), "gateway listening");
+    let addr = listener.local_addr().context("listener has no address")?;
+    tracing::info!(url = %format!("http://{addr}/"), "gateway listening");
     let mut shutdown = shutdown;
     axum::serve(listener, gateway::router(state))
         .with_graceful_shutdown(async move {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     child: Child,
     dir: PathBuf,
+    config: PathBuf,
     pub port: u16,
 }
 
@@ -25,6 +26,13 @@ fn server_binary() -> PathBuf {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    let bin = server_binary();
+    Command::new(&bin).arg("-c").arg(config).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| {
+        panic!("cannot start {} ({e}); run ./deploy/local/test, which installs nats-server", bin.display())
+    })
 }
 
 impl NatsServer {
@@ -43,23 +51,24 @@ impl NatsServer {
             dir.join("js").display()
         );
         std::fs::write(&config, conf).unwrap_or_else(|e| panic!("cannot write nats config: {e}"));
-        let bin = server_binary();
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {} ({e}); run ./deploy/local/test, which installs nats-server", bin.display())
-            });
-        let server = Self { child, dir, port };
+        let child = spawn(&config);
+        let server = Self { child, dir, config, port };
+        server.wait_until_up().await;
+        server
+    }
+
+    async fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while async_nats::connect(server.url()).await.is_err() {
-            assert!(Instant::now() < deadline, "nats-server on port {port} did not come up within 10 s");
+        while async_nats::connect(self.url()).await.is_err() {
+            assert!(Instant::now() < deadline, "nats-server on port {} did not come up within 10 s", self.port);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        server
+    }
+
+    /// Starts the server again after [`Self::kill`], same port and same data.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.config);
+        self.wait_until_up().await;
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,233 @@
+//! The API a user sees, end to end through real NATS and Postgres.
+
+mod common;
+
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Reads a response WebSocket to its end: the JSON events and the close code.
+async fn read_ws(url: &str) -> (Vec<Value>, Option<u16>) {
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut events = Vec::new();
+    while let Some(message) = socket.next().await {
+        match message.unwrap() {
+            Message::Text(text) => events.push(serde_json::from_str(&text).unwrap()),
+            Message::Close(frame) => return (events, frame.map(|f| u16::from(f.code))),
+            _ => {}
+        }
+    }
+    (events, None)
+}
+
+fn read_dtc() -> Value {
+    json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10"}})
+}
+
+#[tokio::test]
+async fn an_engineer_submits_read_dtc_watches_three_chunks_and_finds_it_completed() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+
+    let submitted = stack.submit(&token, read_dtc()).await;
+    assert_eq!(submitted.status(), 202);
+    let command: Value = submitted.json().await.unwrap();
+    assert_eq!(command["status"], "pending");
+    let id = command["command_id"].as_str().unwrap().to_owned();
+    assert_eq!(command["stream_url"], format!("/ws/responses/{id}"));
+    assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 7);
+
+    let (events, close) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={token}"))).await;
+    let chunks: Vec<&Value> = events.iter().filter(|e| e["event"] == "response").collect();
+    assert_eq!(chunks.len(), 3, "{events:?}");
+    assert_eq!(chunks[0]["response"]["dtcCode"], "P0420");
+    assert_eq!(chunks[0]["response_payload"], chunks[0]["response"], "old clients read response_payload");
+    assert_eq!(chunks[2]["is_final"], true);
+    assert_eq!(events.last().unwrap()["event"], "status");
+    assert_eq!(events.last().unwrap()["status"], "completed");
+    assert_eq!(close, Some(1000));
+
+    let listed: Value = stack
+        .wait_for(|| async {
+            let listed: Value = stack.get(&token, "/api/v1/commands").await.json().await.unwrap();
+            (listed["commands"][0]["status"] == "completed").then_some(listed)
+        })
+        .await;
+    assert_eq!(listed["commands"][0]["command_id"], id.as_str());
+    assert_eq!(listed["limit"], 50);
+    let responses: Vec<Value> =
+        stack.get(&token, &format!("/api/v1/commands/{id}/responses")).await.json().await.unwrap();
+    assert_eq!(responses.iter().map(|r| r["sequence_number"].as_i64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
+}
+
+#[tokio::test]
+async fn a_late_subscriber_gets_every_chunk_and_can_resume_from_a_sequence() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap().to_owned();
+    stack
+        .wait_until(|| async {
+            let c: Value = stack.get(&token, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
+            c["status"] == "completed"
+        })
+        .await;
+
+    let url = stack.ws_url(&format!("/ws/responses/{id}?token={token}"));
+    let (events, _) = read_ws(&url).await;
+    assert_eq!(events.iter().filter(|e| e["event"] == "response").count(), 3, "joined after the end, missed nothing");
+
+    let after_first = events[0]["stream_sequence"].as_u64().unwrap();
+    let (resumed, _) = read_ws(&format!("{url}&from_seq={after_first}")).await;
+    assert_eq!(resumed.iter().filter(|e| e["event"] == "response").count(), 2);
+    assert_eq!(resumed[0]["sequence_number"], 1);
+}
+
+#[tokio::test]
+async fn a_command_for_a_disconnected_vehicle_fails_with_a_reason_on_the_websocket() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let body = json!({"command_name": "ReadDTC", "vehicle_id": OFFLINE_VIN, "command_params": {"ecuAddress": "0x10"}});
+    let command: Value = stack.submit(&token, body).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap();
+    let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={token}"))).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "error");
+    assert_eq!(last["status"], "failed");
+    assert!(last["error_message"].as_str().unwrap().contains("not connected"), "{last}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_envelope_and_append_nothing() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let before = stack.commands_in_log().await;
+    let post = |body: &'static str, content_type: &'static str| {
+        stack
+            .http
+            .post(stack.url("/api/v1/commands"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+
+    assert_envelope(post("{not json", "application/json").await.unwrap(), 400, "VAL_101", "not valid JSON").await;
+    assert_envelope(post("{}", "text/plain").await.unwrap(), 415, "VAL_102", "application/json").await;
+    let unknown_vehicle = json!({"command_name": "ReadDTC", "vehicle_id": "00000000-0000-4000-8000-000000000000", "command_params": {"ecuAddress": "0x10"}});
+    assert_envelope(stack.submit(&token, unknown_vehicle).await, 404, "VEH_301", "not found").await;
+    let unknown_op = json!({"command_name": "FlashECU", "vehicle_id": VIN, "command_params": {}});
+    assert_envelope(stack.submit(&token, unknown_op).await, 422, "VAL_105", "FlashECU").await;
+    let bad_param = json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "16"}});
+    assert_envelope(stack.submit(&token, bad_param).await, 422, "VAL_106", "command_params.ecuAddress").await;
+    let extra_param =
+        json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10", "x": "1"}});
+    assert_envelope(stack.submit(&token, extra_param).await, 422, "VAL_106", "command_params.x").await;
+    let missing = json!({"command_name": "ReadDataByID", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10"}});
+    assert_envelope(stack.submit(&token, missing).await, 422, "VAL_106", "dataId").await;
+    let wrong_type = json!({"command_name": 5, "vehicle_id": VIN});
+    assert_envelope(stack.submit(&token, wrong_type).await, 422, "VAL_103", "command_name").await;
+    let huge = format!(r#"{{"command_name":"ReadDTC","vehicle_id":"{VIN}","pad":"{}"}}"#, "x".repeat(70 * 1024));
+    let response = stack
+        .http
+        .post(stack.url("/api/v1/commands"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(response, 413, "VAL_107", "64 KiB").await;
+
+    assert_eq!(stack.commands_in_log().await, before, "refused requests appended nothing");
+}
+
+#[tokio::test]
+async fn routing_and_auth_errors_use_the_envelope_and_echo_the_request_id() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    assert_envelope(stack.get(&token, "/api/v1/nope").await, 404, "SYS_504", "no such endpoint").await;
+    let delete = stack.http.delete(stack.url("/api/v1/vehicles")).bearer_auth(&token).send().await.unwrap();
+    assert_envelope(delete, 405, "SYS_503", "not allowed").await;
+    let anonymous = stack.http.get(stack.url("/api/v1/vehicles")).send().await.unwrap();
+    assert_envelope(anonymous, 401, "AUTH_002", "bearer").await;
+    assert_envelope(stack.get("garbage", "/api/v1/vehicles").await, 401, "AUTH_003", "invalid token").await;
+    let bad_login = stack
+        .http
+        .post(stack.url("/api/v1/auth/login"))
+        .json(&json!({"username": "engineer", "password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_envelope(bad_login, 401, "AUTH_001", "invalid username or password").await;
+    assert_envelope(stack.get(&token, "/api/v1/vehicles?limit=0").await, 400, "VAL_104", "limit").await;
+
+    let traced = stack.http.get(stack.url("/health/live")).header("x-request-id", "trace-42").send().await.unwrap();
+    assert_eq!(traced.headers()["x-request-id"], "trace-42");
+    assert_eq!(traced.headers()["x-content-type-options"], "nosniff");
+
+    let (_, close) = read_ws(&stack.ws_url("/ws/responses/01a21512-bc4b-707c-b5d5-ef55ae923786?token=garbage")).await;
+    assert_eq!(close, Some(1008), "a bad token closes the WebSocket with 1008");
+}
+
+#[tokio::test]
+async fn an_engineer_cannot_read_another_users_command() {
+    let stack = Stack::start().await;
+    let admin = stack.login(ADMIN).await;
+    let engineer = stack.login(ENGINEER).await;
+    let command: Value = stack.submit(&admin, read_dtc()).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap();
+
+    assert_envelope(stack.get(&engineer, &format!("/api/v1/commands/{id}")).await, 404, "VEH_302", id).await;
+    assert_envelope(stack.get(&engineer, &format!("/api/v1/commands/{id}/responses")).await, 404, "VEH_302", id).await;
+    let (_, close) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={engineer}"))).await;
+    assert_eq!(close, Some(1008));
+    assert_eq!(stack.get(&admin, &format!("/api/v1/commands/{id}")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn vehicles_filter_by_status_and_vin_and_report_the_total() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let connected = stack.get(&token, "/api/v1/vehicles?status=connected").await;
+    assert_eq!(connected.headers()["x-total-count"], "3");
+    let vehicles: Vec<Value> = connected.json().await.unwrap();
+    assert!(vehicles.iter().all(|v| v["connection_status"] == "connected"));
+    let found: Vec<Value> = stack.get(&token, "/api/v1/vehicles?search=wbadt").await.json().await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["make"], "BMW");
+    let id = found[0]["vehicle_id"].as_str().unwrap();
+    let status: Value = stack.get(&token, &format!("/api/v1/vehicles/{id}/status")).await.json().await.unwrap();
+    assert_eq!(status["connection_status"], "disconnected");
+    let me: Value = stack.get(&token, "/api/v1/auth/me").await.json().await.unwrap();
+    assert_eq!(me["role"], "engineer");
+}
+
+#[tokio::test]
+async fn when_nats_goes_away_the_api_says_so_and_recovers_by_itself() {
+    let mut stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    stack.nats.kill();
+
+    let ready: Value = stack
+        .wait_for(|| async {
+            let r = stack.http.get(stack.url("/health/ready")).send().await.unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            (status == 503).then_some(body)
+        })
+        .await;
+    assert!(ready["checks"]["nats"].as_str().unwrap().starts_with("unavailable"), "{ready}");
+    assert_eq!(ready["checks"]["postgres"], "ok");
+    assert_envelope(stack.submit(&token, read_dtc()).await, 503, "SYS_502", "NATS").await;
+
+    stack.nats.restart().await;
+    stack
+        .wait_until(|| async { stack.http.get(stack.url("/health/ready")).send().await.unwrap().status() == 200 })
+        .await;
+    let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap();
+    let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={token}"))).await;
+    assert_eq!(events.last().unwrap()["status"], "completed", "{events:?}");
+}

@@ -1,0 +1,149 @@
+//! The whole stack for API tests: a real nats-server, a fresh Postgres database, projector,
+//! connector (simulated fleet) and gateway on a free port.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sovd::config::{CommonArgs, ConnectorOptions};
+use sovd::gateway::jwt::JwtKey;
+use sovd::metrics::Metrics;
+use sovd::{run, seed};
+use sovd_nats::testing::NatsServer;
+use tokio::sync::watch;
+
+pub struct Stack {
+    pub nats: NatsServer,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub deps: run::Deps,
+    _stop: watch::Sender<bool>,
+}
+
+pub const ENGINEER: (&str, &str) = ("engineer", "engineer123");
+pub const ADMIN: (&str, &str) = ("admin", "admin123");
+pub const VIN: &str = "1HGBH41JXMN109186";
+pub const OFFLINE_VIN: &str = "WBADT43452G123456";
+
+impl Stack {
+    pub async fn start() -> Self {
+        let nats = NatsServer::start().await;
+        let (_, database_url) = sovd_projections::testing::fresh_database().await;
+        let common = CommonArgs { nats_url: nats.url(), database_url, stream_replicas: 1 };
+        let (stop, shutdown) = watch::channel(false);
+        let deps = run::connect(&common, "sovd-test", &shutdown).await.unwrap().unwrap();
+        seed::seed_users(&deps.store).await.unwrap();
+        let metrics = Metrics::new().unwrap();
+        run::spawn_projector(&deps, &shutdown);
+        let options = ConnectorOptions {
+            connector_name: Some("test-connector".into()),
+            sim_chunk_delay_ms: 5,
+            command_timeout_secs: 30,
+            connector_concurrency: 64,
+        };
+        run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let gateway_deps = run::Deps { nats: deps.nats.clone(), store: deps.store.clone(), pool: deps.pool.clone() };
+        let jwt = JwtKey::new(b"test-key-test-key-test-key");
+        tokio::spawn(async move {
+            run::serve_gateway(&gateway_deps, listener, jwt, metrics, shutdown).await.unwrap();
+        });
+        let stack = Self { nats, base, http: reqwest::Client::new(), deps, _stop: stop };
+        stack.wait_until(|| async { stack.vehicle_count().await == 4 }).await;
+        stack
+    }
+
+    async fn vehicle_count(&self) -> usize {
+        let Ok(token) = self.try_login(ADMIN).await else { return 0 };
+        let answer = self.http.get(self.url("/api/v1/vehicles")).bearer_auth(token).send().await;
+        match answer {
+            Ok(r) if r.status() == 200 => r.json::<Vec<Value>>().await.map(|v| v.len()).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.replacen("http", "ws", 1))
+    }
+
+    pub async fn try_login(&self, (username, password): (&str, &str)) -> Result<String, reqwest::StatusCode> {
+        let r = self
+            .http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .map_err(|_| reqwest::StatusCode::SERVICE_UNAVAILABLE)?;
+        if r.status() != 200 {
+            return Err(r.status());
+        }
+        let body: Value = r.json().await.map_err(|_| reqwest::StatusCode::INTERNAL_SERVER_ERROR)?;
+        Ok(body["access_token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn login(&self, who: (&str, &str)) -> String {
+        self.wait_for(|| async { self.try_login(who).await.ok() }).await
+    }
+
+    /// Polls `probe` until it yields a value; fails the test after 15 s.
+    pub async fn wait_for<T, F, Fut>(&self, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(value) = probe().await {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "condition not met within 15 s");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls `condition` until it holds; fails the test after 15 s.
+    pub async fn wait_until<F, Fut>(&self, mut condition: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        self.wait_for(|| {
+            let check = condition();
+            async move { check.await.then_some(()) }
+        })
+        .await;
+    }
+
+    pub async fn submit(&self, token: &str, body: Value) -> reqwest::Response {
+        self.http.post(self.url("/api/v1/commands")).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// Stored messages in SOVD_COMMANDS: proof that refused requests wrote nothing.
+    pub async fn commands_in_log(&self) -> u64 {
+        let mut stream = self.deps.store.jetstream().get_stream("SOVD_COMMANDS").await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+}
+
+/// Asserts the error envelope: status, code, and that the message mentions `needle`.
+pub async fn assert_envelope(response: reqwest::Response, status: u16, code: &str, needle: &str) {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let request_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.unwrap();
+    let error = &body["error"];
+    assert_eq!(error["code"], code, "{body}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains(needle), "message {message:?} should mention {needle:?}");
+    assert_eq!(error["correlation_id"].as_str(), request_id.as_deref(), "correlation id is echoed");
+    assert!(error["timestamp"].is_string() && error["path"].is_string(), "{body}");
+}
