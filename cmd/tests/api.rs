@@ -1,5 +1,7 @@
 //! The API a user sees, end to end through real NATS and Postgres.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

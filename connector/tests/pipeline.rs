@@ -1,5 +1,7 @@
 //! The connector against a real nats-server: commands in, exactly one outcome out.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -110,7 +110,7 @@ pub struct CommandState {
 
 impl CommandState {
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
-        events.into_iter().fold(Self::default(), |state, event| evolve(state, event))
+        events.into_iter().fold(Self::default(), evolve)
     }
 }
 

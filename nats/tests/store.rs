@@ -1,5 +1,7 @@
 //! The event store against a real nats-server.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sovd_domain::events::*;
 use sovd_domain::{CommandId, EcuAddress, Event, Operation, UserId, VehicleId, Vin};
 use sovd_nats::testing::NatsServer;

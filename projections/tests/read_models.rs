@@ -1,5 +1,7 @@
 //! Read models against a real nats-server and a real Postgres.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sovd_domain::events::*;
 use sovd_domain::{CommandId, EcuAddress, Event, Operation, Role, UserId, VehicleId, Vin};
 use sovd_nats::testing::NatsServer;

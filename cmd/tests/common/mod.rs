@@ -1,7 +1,7 @@
 //! The whole stack for API tests: a real nats-server, a fresh Postgres database, projector,
 //! connector (simulated fleet) and gateway on a free port.
 
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
