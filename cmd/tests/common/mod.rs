@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod proxy;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,6 +17,8 @@ use tokio::sync::watch;
 
 pub struct Stack {
     pub nats: NatsServer,
+    /// Every database connection goes through it: `postgres.set_down(true)` cuts Postgres off.
+    pub postgres: proxy::TcpProxy,
     pub base: String,
     pub http: reqwest::Client,
     pub deps: run::Deps,
@@ -29,7 +33,10 @@ pub const OFFLINE_VIN: &str = "WBADT43452G123456";
 impl Stack {
     pub async fn start() -> Self {
         let nats = NatsServer::start().await;
-        let (_, database_url) = sovd_projections::testing::fresh_database().await;
+        let (_, direct_url) = sovd_projections::testing::fresh_database().await;
+        let url = url_parts(&direct_url);
+        let postgres = proxy::TcpProxy::start(url.1.parse().unwrap()).await;
+        let database_url = format!("{}{}{}", url.0, postgres.addr, url.2);
         let common = CommonArgs { nats_url: nats.url(), database_url, stream_replicas: 1 };
         let (stop, shutdown) = watch::channel(false);
         let deps = run::connect(&common, "sovd-test", &shutdown).await.unwrap().unwrap();
@@ -50,7 +57,7 @@ impl Stack {
         tokio::spawn(async move {
             run::serve_gateway(&gateway_deps, listener, jwt, metrics, shutdown).await.unwrap();
         });
-        let stack = Self { nats, base, http: reqwest::Client::new(), deps, _stop: stop };
+        let stack = Self { nats, postgres, base, http: reqwest::Client::new(), deps, _stop: stop };
         stack.wait_until(|| async { stack.vehicle_count().await == 4 }).await;
         stack
     }
@@ -133,6 +140,13 @@ impl Stack {
         let mut stream = self.deps.store.jetstream().get_stream("SOVD_COMMANDS").await.unwrap();
         stream.info().await.unwrap().state.messages
     }
+}
+
+/// Splits `postgres://user:pw@host:port/db` into (`postgres://user:pw@`, `host:port`, `/db`).
+fn url_parts(url: &str) -> (String, String, String) {
+    let at = url.find('@').unwrap() + 1;
+    let slash = at + url[at..].find('/').unwrap();
+    (url[..at].to_owned(), url[at..slash].to_owned(), url[slash..].to_owned())
 }
 
 /// Asserts the error envelope: status, code, and that the message mentions `needle`.
