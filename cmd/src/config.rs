@@ -51,6 +51,8 @@ pub enum Command {
     Projector(CommonArgs),
     /// Load test: concurrent clients submit commands and wait for their outcome.
     Bench(crate::bench::BenchArgs),
+    /// Print a command's live events (the WebSocket) until it ends.
+    Watch(crate::watch::WatchArgs),
 }
 
 #[derive(Debug, Clone, Args)]

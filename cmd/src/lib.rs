@@ -6,3 +6,4 @@ pub mod gateway;
 pub mod metrics;
 pub mod run;
 pub mod seed;
+pub mod watch;

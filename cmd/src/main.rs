@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sovd::config::{self, Cli, Command, LogFormat};
-use sovd::{bench, metrics, run, seed};
+use sovd::{bench, metrics, run, seed, watch};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Bench(args) => bench::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
         Command::Dev(args) => dev(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();
