@@ -212,22 +212,13 @@ async fn when_nats_goes_away_the_api_says_so_and_recovers_by_itself() {
     let token = stack.login(ENGINEER).await;
     stack.nats.kill();
 
-    let ready: Value = stack
-        .wait_for(|| async {
-            let r = stack.http.get(stack.url("/health/ready")).send().await.unwrap();
-            let status = r.status();
-            let body: Value = r.json().await.unwrap();
-            (status == 503).then_some(body)
-        })
-        .await;
+    let ready = stack.wait_for_readiness(503).await;
     assert!(ready["checks"]["nats"].as_str().unwrap().starts_with("unavailable"), "{ready}");
     assert_eq!(ready["checks"]["postgres"], "ok");
     assert_envelope(stack.submit(&token, read_dtc()).await, 503, "SYS_502", "NATS").await;
 
     stack.nats.restart().await;
-    stack
-        .wait_until(|| async { stack.http.get(stack.url("/health/ready")).send().await.unwrap().status() == 200 })
-        .await;
+    stack.wait_for_readiness(200).await;
     let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
     let id = command["command_id"].as_str().unwrap();
     let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={token}"))).await;
@@ -240,22 +231,13 @@ async fn when_postgres_goes_away_reads_say_so_and_recover_by_themselves() {
     let token = stack.login(ENGINEER).await;
     stack.postgres.set_down(true);
 
-    let ready: Value = stack
-        .wait_for(|| async {
-            let r = stack.http.get(stack.url("/health/ready")).send().await.unwrap();
-            let status = r.status();
-            let body: Value = r.json().await.unwrap();
-            (status == 503).then_some(body)
-        })
-        .await;
+    let ready = stack.wait_for_readiness(503).await;
     assert!(ready["checks"]["postgres"].as_str().unwrap().starts_with("unavailable"), "{ready}");
     assert_eq!(ready["checks"]["nats"], "ok");
     assert_envelope(stack.get(&token, "/api/v1/vehicles").await, 503, "DB_201", "database").await;
 
     stack.postgres.set_down(false);
-    stack
-        .wait_until(|| async { stack.http.get(stack.url("/health/ready")).send().await.unwrap().status() == 200 })
-        .await;
+    stack.wait_for_readiness(200).await;
     let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
     let id = command["command_id"].as_str().unwrap().to_owned();
     stack

@@ -102,6 +102,16 @@ async fn seed(store: &EventStore) -> CommandId {
     id
 }
 
+/// A nats-server with the seed events, and a fresh database.
+async fn seeded() -> (NatsServer, EventStore, sqlx::PgPool, CommandId) {
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    let (pool, _) = fresh_database().await;
+    let id = seed(&store).await;
+    (server, store, pool, id)
+}
+
 async fn catch_up(pool: &sqlx::PgPool, store: &EventStore) {
     for worker in all_workers(pool, store) {
         let mut worker = worker.with_idle_wait(std::time::Duration::from_millis(200));
@@ -123,11 +133,7 @@ async fn digests(pool: &sqlx::PgPool) -> Vec<String> {
 
 #[tokio::test]
 async fn workers_build_command_vehicle_and_user_views_from_the_log() {
-    let server = NatsServer::start().await;
-    let store = EventStore::new(server.client().await);
-    store.ensure_streams(1).await.unwrap();
-    let (pool, _) = fresh_database().await;
-    let id = seed(&store).await;
+    let (_server, store, pool, id) = seeded().await;
 
     catch_up(&pool, &store).await;
 
@@ -147,11 +153,7 @@ async fn workers_build_command_vehicle_and_user_views_from_the_log() {
 
 #[tokio::test]
 async fn applying_the_same_events_twice_leaves_identical_tables() {
-    let server = NatsServer::start().await;
-    let store = EventStore::new(server.client().await);
-    store.ensure_streams(1).await.unwrap();
-    let (pool, _) = fresh_database().await;
-    seed(&store).await;
+    let (_server, store, pool, _) = seeded().await;
 
     catch_up(&pool, &store).await;
     let once = digests(&pool).await;
@@ -189,11 +191,7 @@ async fn responses_applied_before_their_request_end_in_the_same_rows() {
 
 #[tokio::test]
 async fn a_restarted_worker_resumes_after_its_checkpoint() {
-    let server = NatsServer::start().await;
-    let store = EventStore::new(server.client().await);
-    store.ensure_streams(1).await.unwrap();
-    let (pool, _) = fresh_database().await;
-    seed(&store).await;
+    let (_server, store, pool, _) = seeded().await;
     catch_up(&pool, &store).await;
     let before = digests(&pool).await;
     let checkpoint =

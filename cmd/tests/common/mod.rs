@@ -127,6 +127,17 @@ impl Stack {
         .await;
     }
 
+    /// Waits until `/health/ready` answers `status`; returns its body.
+    pub async fn wait_for_readiness(&self, status: u16) -> Value {
+        self.wait_for(|| async {
+            let r = self.http.get(self.url("/health/ready")).send().await.unwrap();
+            let answered = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (answered == status).then_some(body)
+        })
+        .await
+    }
+
     pub async fn submit(&self, token: &str, body: Value) -> reqwest::Response {
         self.http.post(self.url("/api/v1/commands")).bearer_auth(token).json(&body).send().await.unwrap()
     }
