@@ -171,8 +171,10 @@ async fn a_redelivered_command_is_not_run_twice_and_ends_once() {
     let fleet = fleet(Duration::from_millis(1500));
     let config = ConsumerConfig { ack_wait: Duration::from_secs(1), progress_acks: false, ..Default::default() };
     let (_stop, shutdown) = watch::channel(false);
+    // Each connector has its own NATS connection, as two processes would.
+    let second = EventStore::new(server.client().await);
     let _c1 = spawn_connector(&store, fleet.clone(), "c1", config.clone(), shutdown.clone());
-    let _c2 = spawn_connector(&store, fleet.clone(), "c2", config, shutdown);
+    let _c2 = spawn_connector(&second, fleet.clone(), "c2", config, shutdown);
 
     let clear = submit(&store, &vin(), Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None }).await;
     let read = submit(&store, &other_vin(), Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
