@@ -53,6 +53,8 @@ pub enum Command {
     Bench(crate::bench::BenchArgs),
     /// Print a command's live events (the WebSocket) until it ends.
     Watch(crate::watch::WatchArgs),
+    /// Manage user accounts (each change is an event on SOVD_IAM).
+    User(UserArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,6 +80,24 @@ pub struct GatewayArgs {
     /// HMAC key for access and refresh tokens (16+ characters). Required outside `sovd dev`.
     #[arg(long, env = "SOVD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+    /// Failed sign-ins in a row that lock a username.
+    #[arg(long, env = "SOVD_LOCKOUT_THRESHOLD", default_value_t = 5)]
+    pub lockout_threshold: u32,
+    /// Minutes a locked username stays locked.
+    #[arg(long, env = "SOVD_LOCKOUT_MINUTES", default_value_t = 15)]
+    pub lockout_minutes: u64,
+    /// Sign-in attempts per minute per client IP.
+    #[arg(long, env = "SOVD_RATE_LOGIN_PER_MIN", default_value_t = 5)]
+    pub rate_login_per_min: u32,
+    /// Command submissions per minute per user (admins are exempt).
+    #[arg(long, env = "SOVD_RATE_SUBMIT_PER_MIN", default_value_t = 10)]
+    pub rate_submit_per_min: u32,
+    /// Vehicle list requests per minute per user (admins are exempt).
+    #[arg(long, env = "SOVD_RATE_VEHICLES_PER_MIN", default_value_t = 100)]
+    pub rate_vehicles_per_min: u32,
+    /// Browser origins allowed to call the API from other sites (comma-separated; none by default).
+    #[arg(long, env = "SOVD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -110,4 +130,35 @@ pub struct DevArgs {
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub connector: ConnectorOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UserArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub action: UserAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Create a user. The password is read from SOVD_NEW_PASSWORD or asked for on stdin.
+    Add {
+        username: String,
+        /// viewer, engineer or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        email: Option<String>,
+    },
+    /// Change a user's role.
+    SetRole { username: String, role: String },
+    /// Stop a user from signing in; their sessions end.
+    Deactivate { username: String },
+    /// Let a deactivated user sign in again.
+    Reactivate { username: String },
+    /// Set a new password (from SOVD_NEW_PASSWORD or stdin).
+    ResetPassword { username: String },
+    /// List users.
+    List,
 }

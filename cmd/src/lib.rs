@@ -1,9 +1,11 @@
 //! The sovd binary's parts, as a library so integration tests can assemble them.
 
+pub mod accounts;
 pub mod bench;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
 pub mod run;
 pub mod seed;
+pub mod user_cli;
 pub mod watch;

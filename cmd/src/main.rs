@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sovd::config::{self, Cli, Command, LogFormat};
-use sovd::{bench, metrics, run, seed, watch};
+use sovd::{bench, metrics, run, seed, user_cli, watch};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -21,13 +21,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Bench(args) => bench::run(args).await,
         Command::Watch(args) => watch::run(args).await,
+        Command::User(args) => user_cli::run(args).await,
         Command::Dev(args) => dev(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();
-            let jwt = run::jwt_key(&args, false)?;
+            let settings = run::GatewaySettings::from_args(&args, false)?;
             let listener = run::bind(&args).await?;
             let Some(deps) = run::connect(&args.common, "sovd-gateway", &shutdown).await? else { return Ok(()) };
-            run::serve_gateway(&deps, listener, jwt, metrics::Metrics::new()?, shutdown).await
+            run::serve_gateway(&deps, listener, settings, metrics::Metrics::new()?, shutdown).await
         }
         Command::Connector(args) => {
             let (_stop, mut shutdown) = run::shutdown_signal();
@@ -53,15 +54,15 @@ async fn main() -> anyhow::Result<()> {
 /// Everything in one process, with the seed users and vehicles.
 async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = run::shutdown_signal();
-    let jwt = run::jwt_key(&args.gateway, true)?;
+    let settings = run::GatewaySettings::from_args(&args.gateway, true)?;
     // Bind first: a taken port is reported before anything else starts.
     let listener = run::bind(&args.gateway).await?;
     let Some(deps) = run::connect(&args.gateway.common, "sovd-dev", &shutdown).await? else { return Ok(()) };
-    seed::seed_users(&deps.store).await?;
+    seed::seed_users(&deps.store, &deps.buckets).await?;
     let metrics = metrics::Metrics::new()?;
     let projector = run::spawn_projector(&deps, &shutdown);
     let connector = run::spawn_connector(&deps, &args.connector, &metrics, &shutdown).await?;
-    let served = run::serve_gateway(&deps, listener, jwt, metrics, shutdown).await;
+    let served = run::serve_gateway(&deps, listener, settings, metrics, shutdown).await;
     for task in projector {
         let _ = task.await;
     }

@@ -16,14 +16,45 @@ use tokio::sync::watch;
 
 use crate::config::{CommonArgs, ConnectorOptions, GatewayArgs};
 use crate::gateway::jwt::JwtKey;
-use crate::gateway::{self, AppState};
+use crate::gateway::ratelimit::{RateLimiter, RateLimits};
+use crate::gateway::sessions::Sessions;
+use crate::gateway::{self, AppState, AuthPolicy};
 use crate::metrics::Metrics;
 use crate::seed;
+use sovd_nats::kv::Buckets;
 
 pub struct Deps {
     pub nats: async_nats::Client,
     pub store: EventStore,
     pub pool: sqlx::PgPool,
+    pub buckets: Buckets,
+}
+
+/// Everything the gateway needs besides its dependencies, from `GatewayArgs`.
+#[derive(Clone)]
+pub struct GatewaySettings {
+    pub jwt: JwtKey,
+    pub policy: AuthPolicy,
+    pub limits: RateLimits,
+    pub cors_origins: Vec<String>,
+}
+
+impl GatewaySettings {
+    pub fn from_args(args: &GatewayArgs, dev: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            jwt: jwt_key(args, dev)?,
+            policy: AuthPolicy {
+                lockout_threshold: args.lockout_threshold.max(1),
+                lockout: Duration::from_secs(args.lockout_minutes * 60),
+            },
+            limits: RateLimits {
+                login: args.rate_login_per_min,
+                submit: args.rate_submit_per_min,
+                vehicles: args.rate_vehicles_per_min,
+            },
+            cors_origins: args.cors_origins.clone(),
+        })
+    }
 }
 
 /// Retries `attempt` with backoff until it succeeds or shutdown is asked for.
@@ -65,6 +96,10 @@ pub async fn connect(
     if until_ok("NATS JetStream", shutdown, || store.ensure_streams(replicas)).await.is_none() {
         return Ok(None);
     }
+    let js = store.jetstream().clone();
+    let Some(buckets) = until_ok("NATS key-value buckets", shutdown, || Buckets::open(&js, replicas)).await else {
+        return Ok(None);
+    };
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(3))
@@ -74,7 +109,7 @@ pub async fn connect(
         return Ok(None);
     }
     tracing::info!(nats = %common.nats_url, "connected to NATS and PostgreSQL");
-    Ok(Some(Deps { nats, store, pool }))
+    Ok(Some(Deps { nats, store, pool, buckets }))
 }
 
 pub fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
@@ -215,21 +250,27 @@ pub async fn bind(args: &GatewayArgs) -> anyhow::Result<tokio::net::TcpListener>
 pub async fn serve_gateway(
     deps: &Deps,
     listener: tokio::net::TcpListener,
-    jwt: JwtKey,
+    settings: GatewaySettings,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let sessions = Sessions::new(deps.buckets.clone(), settings.jwt.clone());
+    tokio::spawn(sessions.clone().watch_revocations(shutdown.clone()));
     let state = Arc::new(AppState {
         store: deps.store.clone(),
         nats: deps.nats.clone(),
         pool: deps.pool.clone(),
-        jwt,
+        buckets: deps.buckets.clone(),
+        sessions,
+        policy: settings.policy.clone(),
+        limiter: RateLimiter::new(settings.limits),
         metrics,
     });
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(url = %format!("http://{addr}/"), "gateway listening");
     let mut shutdown = shutdown;
-    axum::serve(listener, gateway::router(state))
+    let app = gateway::router(state, &settings.cors_origins);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })

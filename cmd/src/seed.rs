@@ -87,14 +87,16 @@ pub async fn seed_vehicles(store: &EventStore) -> anyhow::Result<()> {
 }
 
 /// Creates the seed users (`sovd dev` only: production users come from `sovd user add`).
-pub async fn seed_users(store: &EventStore) -> anyhow::Result<()> {
+pub async fn seed_users(store: &EventStore, buckets: &sovd_nats::kv::Buckets) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     for (id, username, password, role) in USERS {
         let user_id = UserId::from_uuid(id);
+        let name = sovd_domain::users::Username::parse(username)?;
+        crate::accounts::reserve(buckets, &name, user_id).await?;
         if store.last_on_subject(sovd_nats::StreamName::Iam, Subject::user(user_id).as_str()).await?.is_some() {
             continue;
         }
-        let password_hash = crate::gateway::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+        let password_hash = crate::accounts::hash_password(password).map_err(anyhow::Error::msg)?;
         let event = Event::UserCreated(UserCreated {
             user_id,
             username: username.into(),

@@ -110,9 +110,47 @@ impl<T: VehicleTransport> CommandWorker<T> {
     pub async fn handle(&self, stored: &StoredEvent) -> Result<Handled, WorkerError> {
         match &stored.event {
             Event::CommandRequested(request) => self.handle_request(stored, request).await,
-            // Cancellation of running commands comes with the cancel endpoint.
+            Event::CommandCancelRequested(_) => self.handle_cancel(stored).await,
             _ => Ok(Handled::Ignored),
         }
+    }
+
+    /// Whether someone asked to cancel the command (its request subject ends in a cancel).
+    async fn cancel_requested(&self, request: &CommandRequested) -> Result<bool, WorkerError> {
+        let subject = Subject::command(&request.vin, request.command_id);
+        let last = self.store.last_on_subject(StreamName::Commands, subject.as_str()).await?;
+        Ok(last.is_some_and(|l| matches!(l.event, Event::CommandCancelRequested(_))))
+    }
+
+    /// A cancel request: a command nobody runs is cancelled here; a running one is cancelled
+    /// by its worker between two chunks.
+    async fn handle_cancel(&self, stored: &StoredEvent) -> Result<Handled, WorkerError> {
+        let Some((vin, command_id)) = sovd_nats::subjects::parse_command_subject(&stored.subject) else {
+            return Ok(Handled::Ignored);
+        };
+        let request_subject = Subject::command(&vin, command_id);
+        let history = self.store.read_filtered(StreamName::Commands, request_subject.as_str()).await?;
+        let Some(requested) = history.iter().find(|s| matches!(s.event, Event::CommandRequested(_))) else {
+            return Ok(Handled::Ignored);
+        };
+        let Event::CommandRequested(request) = &requested.event else { return Ok(Handled::Ignored) };
+        for _ in 0..self.config.max_conflicts {
+            let mut log = self.read_log(requested, request).await?;
+            if let Some(status) = log.state.status.filter(CommandStatus::is_terminal) {
+                return Ok(Handled::AlreadyEnded(status));
+            }
+            let running = log.state.status == Some(CommandStatus::InProgress);
+            let owner_alive =
+                log.last_written_at.is_some_and(|at| OffsetDateTime::now_utc() - at < self.config.takeover_after);
+            if running && owner_alive {
+                return Ok(Handled::Ignored);
+            }
+            match self.record(&mut log, CommandIntent::Cancel { at: OffsetDateTime::now_utc() }, &stored.meta).await? {
+                Step::Appended => return Ok(Handled::Terminal(CommandStatus::Cancelled)),
+                Step::Conflict => continue,
+            }
+        }
+        Err(WorkerError::TooManyConflicts(self.config.max_conflicts))
     }
 
     async fn read_log(&self, stored: &StoredEvent, request: &CommandRequested) -> Result<Log, WorkerError> {
@@ -230,6 +268,10 @@ impl<T: VehicleTransport> CommandWorker<T> {
                     if let Step::Conflict = self.record(&mut log, intent, meta).await? {
                         return Ok(Handled::LostOwnership);
                     }
+                    // Honoured between chunks: what the vehicle sent is kept, nothing more is asked.
+                    if !chunk.is_final && self.cancel_requested(request).await? {
+                        break CommandIntent::Cancel { at: OffsetDateTime::now_utc() };
+                    }
                 }
                 Ok(Some(Err(error))) => break CommandIntent::Fail { reason: error.to_string(), at: now },
                 Ok(None) => break CommandIntent::Complete { at: now },
@@ -238,6 +280,7 @@ impl<T: VehicleTransport> CommandWorker<T> {
         let status = match &outcome {
             CommandIntent::Complete { .. } => CommandStatus::Completed,
             CommandIntent::TimeOut { .. } => CommandStatus::TimedOut,
+            CommandIntent::Cancel { .. } => CommandStatus::Cancelled,
             _ => CommandStatus::Failed,
         };
         match self.record(&mut log, outcome, meta).await? {

@@ -73,6 +73,15 @@ codec_table!(
     VehicleConnected,
     VehicleDisconnected,
     UserCreated,
+    RoleChanged,
+    PasswordChanged,
+    UserDeactivated,
+    UserReactivated,
+    LoginSucceeded,
+    LoginFailed,
+    AccountLocked,
+    LoggedOut,
+    RefreshTokenReused,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {

@@ -108,6 +108,85 @@ pub struct UserCreated {
     pub created_at: OffsetDateTime,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChanged {
+    pub user_id: UserId,
+    pub role: Role,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChanged {
+    pub user_id: UserId,
+    /// PHC string (argon2id); never the password.
+    pub password_hash: String,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserDeactivated {
+    pub user_id: UserId,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserReactivated {
+    pub user_id: UserId,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+/// Where a sign-in came from, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginSucceeded {
+    pub user_id: UserId,
+    pub username: String,
+    pub client: ClientInfo,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginFailed {
+    /// As typed; the user may not exist.
+    pub username: String,
+    pub user_id: Option<UserId>,
+    pub reason: String,
+    pub client: ClientInfo,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountLocked {
+    pub username: String,
+    pub user_id: Option<UserId>,
+    pub until: OffsetDateTime,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedOut {
+    pub user_id: UserId,
+    pub at: OffsetDateTime,
+}
+
+/// A refresh token was presented a second time: its whole family was revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenReused {
+    pub user_id: UserId,
+    pub family: Uuid,
+    pub client: ClientInfo,
+    pub at: OffsetDateTime,
+}
+
 /// Every event the system records, in its current shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -123,6 +202,15 @@ pub enum Event {
     VehicleConnected(VehicleConnected),
     VehicleDisconnected(VehicleDisconnected),
     UserCreated(UserCreated),
+    RoleChanged(RoleChanged),
+    PasswordChanged(PasswordChanged),
+    UserDeactivated(UserDeactivated),
+    UserReactivated(UserReactivated),
+    LoginSucceeded(LoginSucceeded),
+    LoginFailed(LoginFailed),
+    AccountLocked(AccountLocked),
+    LoggedOut(LoggedOut),
+    RefreshTokenReused(RefreshTokenReused),
 }
 
 impl Event {
@@ -137,10 +225,7 @@ impl Event {
             Self::CommandFailed(e) => Some(e.command_id),
             Self::CommandTimedOut(e) => Some(e.command_id),
             Self::CommandCancelled(e) => Some(e.command_id),
-            Self::VehicleRegistered(_)
-            | Self::VehicleConnected(_)
-            | Self::VehicleDisconnected(_)
-            | Self::UserCreated(_) => None,
+            _ => None,
         }
     }
 

@@ -211,10 +211,8 @@ pub fn evolve(mut state: CommandState, event: &Event) -> CommandState {
             state.error_message = Some(format!("vehicle did not answer within {} ms", e.after_ms));
         }
         Event::CommandCancelled(_) => state.status = Some(CommandStatus::Cancelled),
-        Event::VehicleRegistered(_)
-        | Event::VehicleConnected(_)
-        | Event::VehicleDisconnected(_)
-        | Event::UserCreated(_) => {}
+        // Events of other aggregates.
+        _ => {}
     }
     state
 }

@@ -113,6 +113,49 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+fn user_id() -> impl Strategy<Value = UserId> {
+    uuid().prop_map(UserId::from_uuid)
+}
+
+fn role() -> impl Strategy<Value = Role> {
+    prop_oneof![Just(Role::Viewer), Just(Role::Engineer), Just(Role::Admin)]
+}
+
+fn client() -> impl Strategy<Value = ClientInfo> {
+    ("[0-9.:a-f]{0,39}", ".{0,60}").prop_map(|(ip, user_agent)| ClientInfo { ip, user_agent })
+}
+
+/// The account and sign-in events.
+fn iam_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (user_id(), role(), user_id(), timestamp()).prop_map(|(user_id, role, changed_by, at)| Event::RoleChanged(
+            RoleChanged { user_id, role, changed_by, at }
+        )),
+        (user_id(), ".{0,40}", user_id(), timestamp()).prop_map(|(user_id, password_hash, changed_by, at)| {
+            Event::PasswordChanged(PasswordChanged { user_id, password_hash, changed_by, at })
+        }),
+        (user_id(), user_id(), timestamp())
+            .prop_map(|(user_id, changed_by, at)| Event::UserDeactivated(UserDeactivated { user_id, changed_by, at })),
+        (user_id(), user_id(), timestamp())
+            .prop_map(|(user_id, changed_by, at)| Event::UserReactivated(UserReactivated { user_id, changed_by, at })),
+        (user_id(), "[a-z]{1,12}", client(), timestamp()).prop_map(|(user_id, username, client, at)| {
+            Event::LoginSucceeded(LoginSucceeded { user_id, username, client, at })
+        }),
+        (".{0,20}", proptest::option::of(user_id()), ".{0,20}", client(), timestamp()).prop_map(
+            |(username, user_id, reason, client, at)| {
+                Event::LoginFailed(LoginFailed { username, user_id, reason, client, at })
+            }
+        ),
+        (".{0,20}", proptest::option::of(user_id()), timestamp(), timestamp()).prop_map(
+            |(username, user_id, until, at)| Event::AccountLocked(AccountLocked { username, user_id, until, at })
+        ),
+        (user_id(), timestamp()).prop_map(|(user_id, at)| Event::LoggedOut(LoggedOut { user_id, at })),
+        (user_id(), uuid(), client(), timestamp()).prop_map(|(user_id, family, client, at)| {
+            Event::RefreshTokenReused(RefreshTokenReused { user_id, family, client, at })
+        }),
+    ]
+}
+
 fn meta() -> impl Strategy<Value = EventMeta> {
     (uuid(), "[ -~]{0,40}", proptest::option::of("[ -~]{1,40}"), "[a-z:0-9-]{1,30}", timestamp(), any::<bool>())
         .prop_map(|(event_id, correlation_id, causation_id, actor, occurred_at, traced)| EventMeta {
@@ -127,7 +170,7 @@ fn meta() -> impl Strategy<Value = EventMeta> {
 
 proptest! {
     #[test]
-    fn every_event_round_trips_through_the_envelope(event in event(), meta in meta()) {
+    fn every_event_round_trips_through_the_envelope(event in prop_oneof![event(), iam_event()], meta in meta()) {
         let (headers, payload) = encode(&event, &meta).unwrap();
         let (meta_back, event_back) = decode(Some(&headers), &payload).unwrap();
         prop_assert_eq!(event_back, event);

@@ -6,6 +6,7 @@
 
 pub mod envelope;
 pub mod error;
+pub mod kv;
 pub mod store;
 pub mod streams;
 pub mod subjects;

@@ -35,6 +35,17 @@ impl Subject {
         Self { stream: StreamName::Iam, value: format!("sovd.iam.{user_id}") }
     }
 
+    /// One user's sign-ins, sign-outs and token events: `sovd.iam.<user_id>.sessions`. Kept
+    /// apart from the account subject so account changes never race with sign-ins.
+    pub fn user_sessions(user_id: UserId) -> Self {
+        Self { stream: StreamName::Iam, value: format!("sovd.iam.{user_id}.sessions") }
+    }
+
+    /// Sign-in attempts for names that match no user.
+    pub fn unknown_user_sessions() -> Self {
+        Self { stream: StreamName::Iam, value: "sovd.iam.unknown.sessions".to_owned() }
+    }
+
     pub fn stream(&self) -> StreamName {
         self.stream
     }

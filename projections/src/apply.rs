@@ -15,16 +15,18 @@ pub enum Projection {
     Commands,
     Vehicles,
     Users,
+    Audit,
 }
 
 impl Projection {
-    pub const ALL: [Self; 3] = [Self::Commands, Self::Vehicles, Self::Users];
+    pub const ALL: [Self; 4] = [Self::Commands, Self::Vehicles, Self::Users, Self::Audit];
 
     pub fn name(&self) -> &'static str {
         match self {
             Self::Commands => "commands",
             Self::Vehicles => "vehicles",
             Self::Users => "users",
+            Self::Audit => "audit",
         }
     }
 
@@ -33,6 +35,7 @@ impl Projection {
             Self::Commands => &[StreamName::Commands, StreamName::Responses],
             Self::Vehicles => &[StreamName::Fleet],
             Self::Users => &[StreamName::Iam],
+            Self::Audit => &[StreamName::Commands, StreamName::Responses, StreamName::Fleet, StreamName::Iam],
         }
     }
 
@@ -42,6 +45,7 @@ impl Projection {
             Self::Commands => &["commands", "responses"],
             Self::Vehicles => &["vehicles"],
             Self::Users => &["users"],
+            Self::Audit => &["audit_log"],
         }
     }
 }
@@ -235,6 +239,33 @@ async fn apply_event(
             .execute(conn)
             .await?;
         }
+        (Projection::Users, Event::RoleChanged(e)) => {
+            sqlx::query("UPDATE users SET role = $2 WHERE user_id = $1")
+                .bind(e.user_id.as_uuid())
+                .bind(e.role.as_str())
+                .execute(conn)
+                .await?;
+        }
+        (Projection::Users, Event::PasswordChanged(e)) => {
+            sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1")
+                .bind(e.user_id.as_uuid())
+                .bind(&e.password_hash)
+                .execute(conn)
+                .await?;
+        }
+        (Projection::Users, Event::UserDeactivated(e)) => {
+            sqlx::query("UPDATE users SET active = false WHERE user_id = $1")
+                .bind(e.user_id.as_uuid())
+                .execute(conn)
+                .await?;
+        }
+        (Projection::Users, Event::UserReactivated(e)) => {
+            sqlx::query("UPDATE users SET active = true WHERE user_id = $1")
+                .bind(e.user_id.as_uuid())
+                .execute(conn)
+                .await?;
+        }
+        (Projection::Audit, _) => crate::audit::apply(conn, stored).await?,
         // Events of other projections, or ones this read model does not show yet.
         _ => {}
     }

@@ -5,6 +5,7 @@
 //! `sovd-domain` and `sovd-nats`; never on the connector or the gateway.
 
 pub mod apply;
+pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod queries;

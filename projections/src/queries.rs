@@ -187,3 +187,145 @@ pub async fn ping(pool: &sqlx::PgPool) -> Result<(), ProjectionError> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
 }
+
+/// How many commands match the filter (for `X-Total-Count`).
+pub async fn count_commands(pool: &sqlx::PgPool, filter: &CommandFilter) -> Result<i64, ProjectionError> {
+    let (total,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM commands
+         WHERE submitted_at IS NOT NULL
+           AND ($1::uuid IS NULL OR vehicle_id = $1)
+           AND ($2::text IS NULL OR status = $2)
+           AND ($3::uuid IS NULL OR user_id = $3)
+           AND ($4::timestamptz IS NULL OR submitted_at >= $4)
+           AND ($5::timestamptz IS NULL OR submitted_at <= $5)",
+    )
+    .bind(filter.vehicle_id)
+    .bind(&filter.status)
+    .bind(filter.user_id)
+    .bind(filter.start)
+    .bind(filter.end)
+    .fetch_one(pool)
+    .await?;
+    Ok(total)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct UserView {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn list_users(pool: &sqlx::PgPool) -> Result<Vec<UserView>, ProjectionError> {
+    Ok(sqlx::query_as("SELECT user_id, username, role, email, active, created_at FROM users ORDER BY username")
+        .fetch_all(pool)
+        .await?)
+}
+
+pub async fn get_user(pool: &sqlx::PgPool, user_id: Uuid) -> Result<Option<UserView>, ProjectionError> {
+    Ok(sqlx::query_as("SELECT user_id, username, role, email, active, created_at FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+    pub actor: String,
+    /// The actor's username when the actor is a user.
+    pub actor_name: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub vin: Option<String>,
+    pub details: Value,
+    pub correlation_id: String,
+    pub stream: String,
+    pub stream_sequence: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    /// Username, or an actor string such as `system`.
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub vin: Option<String>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+const AUDIT_WHERE: &str = "WHERE ($1::timestamptz IS NULL OR a.occurred_at >= $1)
+       AND ($2::timestamptz IS NULL OR a.occurred_at <= $2)
+       AND ($3::text IS NULL OR u.username = $3 OR a.actor = $3)
+       AND ($4::text IS NULL OR a.action = $4)
+       AND ($5::text IS NULL OR a.vin = $5)";
+
+/// Newest first, and how many match in all.
+pub async fn list_audit(pool: &sqlx::PgPool, filter: &AuditFilter) -> Result<(Vec<AuditEntry>, i64), ProjectionError> {
+    let from = "FROM audit_log a LEFT JOIN users u ON u.user_id = a.actor_user_id";
+    let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT a.id, a.occurred_at, a.actor, u.username AS actor_name, a.action, a.target, a.vin, a.details,
+                a.correlation_id, a.stream, a.stream_sequence
+         {from} {AUDIT_WHERE} ORDER BY a.occurred_at DESC, a.id DESC LIMIT $6 OFFSET $7"
+    )))
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(&filter.actor)
+    .bind(&filter.action)
+    .bind(&filter.vin)
+    .bind(filter.limit)
+    .bind(filter.offset)
+    .fetch_all(pool)
+    .await?;
+    let (total,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) {from} {AUDIT_WHERE}")))
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(&filter.actor)
+        .bind(&filter.action)
+        .bind(&filter.vin)
+        .fetch_one(pool)
+        .await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    pub vehicles_connected: i64,
+    pub vehicles_total: i64,
+    pub commands_last_hour: i64,
+    /// Completed / ended in the last hour; `None` when nothing ended.
+    pub success_rate_last_hour: Option<f64>,
+    pub recent_commands: Vec<CommandView>,
+}
+
+/// The dashboard; `user_id` limits the command figures to one user (engineers).
+pub async fn stats(pool: &sqlx::PgPool, user_id: Option<Uuid>) -> Result<Stats, ProjectionError> {
+    let (vehicles_connected, vehicles_total): (i64, i64) =
+        sqlx::query_as("SELECT count(*) FILTER (WHERE connection_status = 'connected'), count(*) FROM vehicles")
+            .fetch_one(pool)
+            .await?;
+    let (commands_last_hour, ended, completed): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE status_rank = 2), count(*) FILTER (WHERE status = 'completed')
+         FROM commands
+         WHERE submitted_at >= now() - interval '1 hour' AND ($1::uuid IS NULL OR user_id = $1)",
+    )
+    .bind(user_id)
+    .fetch_one(pool)
+    .await?;
+    let recent_commands = list_commands(pool, &CommandFilter { user_id, limit: 10, ..Default::default() }).await?;
+    Ok(Stats {
+        vehicles_connected,
+        vehicles_total,
+        commands_last_hour,
+        success_rate_last_hour: (ended > 0).then(|| completed as f64 / ended as f64),
+        recent_commands,
+    })
+}

@@ -1,20 +1,25 @@
-//! Sign-in. Tokens are HS256 JWTs: access 15 min, refresh 7 days (claims per the old contract).
+//! Sign-in, token refresh with rotation, sign-out, and who am I. Every sign-in attempt,
+//! sign-out and refresh-token reuse is an event on the user's sessions subject.
+
+use std::net::SocketAddr;
 
 use argon2::Argon2;
 use argon2::password_hash::PasswordVerifier;
 use argon2::password_hash::phc::PasswordHash;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use serde_json::{Value, json};
+use sovd_domain::events::{AccountLocked, ClientInfo, LoggedOut, LoginFailed, LoginSucceeded, RefreshTokenReused};
+use sovd_domain::{Event, Role, UserId};
+use sovd_nats::{AppendOptions, EventMeta, Subject};
 use time::OffsetDateTime;
 
 use super::error::ApiError;
 use super::extract::{Caller, JsonObject};
-use super::jwt::Claims;
+use super::middleware::RequestId;
+use super::sessions::{Identity, SessionError};
 use super::state::SharedState;
-
-pub const ACCESS_TTL_SECS: i64 = 900;
-const REFRESH_TTL_SECS: i64 = 7 * 24 * 3600;
 
 /// Compared against when the user does not exist, so a miss costs as long as a wrong password.
 const DUMMY_HASH: &str =
@@ -24,47 +29,161 @@ fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
-pub async fn login(State(state): State<SharedState>, body: JsonObject) -> Result<Json<Value>, ApiError> {
+pub fn client_info(peer: Option<SocketAddr>, headers: &HeaderMap) -> ClientInfo {
+    ClientInfo {
+        ip: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        user_agent: headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect())
+            .unwrap_or_default(),
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(error: SessionError) -> Self {
+        match error {
+            SessionError::Unavailable(_) => {
+                tracing::warn!(error = %error, "session store unavailable");
+                ApiError::event_store_unavailable()
+            }
+            SessionError::Invalid(why) => ApiError::invalid_token(format!("refresh token: {why}")),
+            SessionError::Reused { .. } => ApiError::invalid_token(error.to_string()),
+        }
+    }
+}
+
+/// Records a sessions event; a failure to record is logged, never shown to the user.
+async fn record(state: &SharedState, subject: Subject, event: Event, correlation_id: &str, actor: String) {
+    let meta = EventMeta::new(correlation_id.to_owned(), actor);
+    if let Err(error) = state.store.append(&subject, &event, &meta, AppendOptions::default()).await {
+        tracing::error!(error = %error, event = event.kind().event_type, "could not record sessions event");
+    }
+}
+
+fn locked_error(until: OffsetDateTime) -> ApiError {
+    let minutes = ((until - OffsetDateTime::now_utc()).whole_seconds().max(0) + 59) / 60;
+    ApiError::locked(format!("too many failed sign-ins; try again in {minutes} minute(s)"))
+}
+
+pub async fn login(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
     body.only(&["username", "password"])?;
     let username = body.required_str("username")?.to_owned();
     let password = body.required_str("password")?.to_owned();
+    let client = client_info(Some(peer), &headers);
+    let now = OffsetDateTime::now_utc();
+    // Names that match no user lock the same way, so the answer never tells which exist.
+    if let Some(until) = state.sessions.locked_until(&username).await? {
+        return Err(locked_error(until));
+    }
     let user = sovd_projections::queries::user_by_username(&state.pool, &username).await?;
     let hash = user.as_ref().map_or(DUMMY_HASH.to_owned(), |u| u.password_hash.clone());
     // argon2 is deliberately slow: keep it off the async workers.
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .map_err(|_| ApiError::internal())?;
-    let Some(user) = user.filter(|_| matches) else {
-        tracing::info!(username = %username, "login refused");
-        return Err(ApiError::bad_credentials());
+    let user_id = user.as_ref().map(|u| UserId::from_uuid(u.user_id));
+    let refusal = match &user {
+        Some(u) if matches && !u.active => Some("account deactivated"),
+        Some(_) if matches => None,
+        Some(_) => Some("wrong password"),
+        None => Some("unknown username"),
     };
+    let subject = user_id.map_or_else(Subject::unknown_user_sessions, Subject::user_sessions);
+    let actor = user_id.map_or_else(|| "anonymous".to_owned(), |id| format!("user:{id}"));
+    if let Some(reason) = refusal {
+        let failed = Event::LoginFailed(LoginFailed {
+            username: username.clone(),
+            user_id,
+            reason: reason.to_owned(),
+            client: client.clone(),
+            at: now,
+        });
+        record(&state, subject.clone(), failed, &request_id.0, actor.clone()).await;
+        tracing::info!(username = %username, reason, ip = %client.ip, "sign-in refused");
+        if reason == "account deactivated" {
+            return Err(ApiError::inactive_account());
+        }
+        let locked =
+            state.sessions.record_failure(&username, state.policy.lockout_threshold, state.policy.lockout).await?;
+        if let Some(until) = locked {
+            let event = Event::AccountLocked(AccountLocked { username: username.clone(), user_id, until, at: now });
+            record(&state, subject, event, &request_id.0, "system".into()).await;
+        }
+        return Err(ApiError::bad_credentials());
+    }
+    let Some(user) = user else { return Err(ApiError::bad_credentials()) };
+    state.sessions.clear_failures(&username).await?;
+    let role = Role::parse(&user.role).ok_or_else(ApiError::internal)?;
+    let identity = Identity { user_id: user.user_id, username: user.username.clone(), role };
+    let tokens = state.sessions.issue(&identity, None).await?;
+    let event = Event::LoginSucceeded(LoginSucceeded {
+        user_id: UserId::from_uuid(user.user_id),
+        username: user.username.clone(),
+        client,
+        at: now,
+    });
+    record(&state, subject, event, &request_id.0, actor).await;
+    tracing::info!(username = %user.username, user_id = %user.user_id, "signed in");
+    Ok(Json(serde_json::to_value(tokens).unwrap_or_default()))
+}
+
+pub async fn refresh(
+    State(state): State<SharedState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    body.only(&["refresh_token"])?;
+    let token = body.required_str("refresh_token")?;
+    let (user_id, family) = match state.sessions.redeem(token).await {
+        Ok(redeemed) => redeemed,
+        Err(SessionError::Reused { user_id, family }) => {
+            let event = Event::RefreshTokenReused(RefreshTokenReused {
+                user_id: UserId::from_uuid(user_id),
+                family,
+                client: client_info(Some(peer), &headers),
+                at: OffsetDateTime::now_utc(),
+            });
+            let subject = Subject::user_sessions(UserId::from_uuid(user_id));
+            record(&state, subject, event, &request_id.0, "system".into()).await;
+            tracing::warn!(user_id = %user_id, family = %family, "refresh token reused; family revoked");
+            return Err(SessionError::Reused { user_id, family }.into());
+        }
+        Err(other) => return Err(other.into()),
+    };
+    // The account may have changed since sign-in: take role and status from now.
+    let user =
+        sovd_projections::queries::user_by_id(&state.pool, user_id).await?.ok_or_else(ApiError::inactive_account)?;
     if !user.active {
         return Err(ApiError::inactive_account());
     }
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let claims = |token_type: &str, ttl: i64, jti: Option<String>| Claims {
-        user_id: user.user_id.to_string(),
-        username: user.username.clone(),
-        role: user.role.clone(),
-        exp: now + ttl,
-        iat: now,
-        token_type: token_type.to_owned(),
-        jti,
-    };
-    let access = state.jwt.sign(&claims("access", ACCESS_TTL_SECS, Some(uuid::Uuid::now_v7().to_string())));
-    let refresh = state.jwt.sign(&claims("refresh", REFRESH_TTL_SECS, Some(uuid::Uuid::now_v7().to_string())));
-    tracing::info!(username = %user.username, user_id = %user.user_id, "login succeeded");
-    Ok(Json(json!({
-        "access_token": access,
-        "refresh_token": refresh,
-        "token_type": "bearer",
-        "expires_in": ACCESS_TTL_SECS,
-    })))
+    let role = Role::parse(&user.role).ok_or_else(ApiError::internal)?;
+    let identity = Identity { user_id, username: user.username, role };
+    let tokens = state.sessions.issue(&identity, Some(family)).await?;
+    Ok(Json(serde_json::to_value(tokens).unwrap_or_default()))
 }
 
-pub async fn logout(caller: Caller) -> Json<Value> {
-    tracing::info!(user_id = %caller.user_id, "logged out");
-    Json(json!({"message": "logged out"}))
+pub async fn logout(
+    State(state): State<SharedState>,
+    caller: Caller,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(family) = caller.family {
+        state.sessions.revoke_family(family).await?;
+    }
+    let user_id = UserId::from_uuid(caller.user_id);
+    let event = Event::LoggedOut(LoggedOut { user_id, at: OffsetDateTime::now_utc() });
+    record(&state, Subject::user_sessions(user_id), event, &request_id.0, format!("user:{user_id}")).await;
+    tracing::info!(user_id = %caller.user_id, "signed out");
+    Ok(Json(json!({"message": "signed out; this session's access and refresh tokens no longer work"})))
 }
 
 pub async fn me(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -78,19 +197,13 @@ pub async fn me(State(state): State<SharedState>, caller: Caller) -> Result<Json
     })))
 }
 
-/// An argon2id PHC string for `password` (seeding and user management).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::PasswordHasher;
-    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let hash = hash_password("engineer123").unwrap();
+        let hash = crate::accounts::hash_password("engineer123").unwrap();
         assert!(hash.starts_with("$argon2id$"));
         assert!(verify_password("engineer123", &hash));
         assert!(!verify_password("engineer124", &hash));

@@ -3,7 +3,8 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sovd_domain::events::CommandRequested;
@@ -28,10 +29,64 @@ fn command_json(view: &CommandView) -> Value {
     value
 }
 
+/// What an `Idempotency-Key` remembers: the command it created and the request it came with.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IdempotencyRecord {
+    command_id: Uuid,
+    fingerprint: String,
+}
+
+fn idempotency_key(headers: &HeaderMap, user_id: Uuid) -> Result<Option<String>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = raw.to_str().unwrap_or_default();
+    let ok = (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !ok {
+        return Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '-' or '_'",
+        ));
+    }
+    Ok(Some(format!("{user_id}.{key}")))
+}
+
+fn fingerprint(body: &JsonObject) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::to_string(&body.0).unwrap_or_default();
+    Sha256::digest(canonical.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The command an earlier request with the same key created, if any; a different request
+/// under a used key is refused. `Ok(Some(id))` with the id this request must use.
+async fn claim_key(state: &SharedState, key: &str, body: &JsonObject, fresh: CommandId) -> Result<CommandId, ApiError> {
+    let record = IdempotencyRecord { command_id: fresh.as_uuid(), fingerprint: fingerprint(body) };
+    let value = bytes::Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+    match state.buckets.idempotency.create(key, value).await {
+        Ok(_) => Ok(fresh),
+        Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+            let stored = state.buckets.idempotency.get(key).await.map_err(|_| ApiError::event_store_unavailable())?;
+            let earlier: IdempotencyRecord = stored
+                .and_then(|v| serde_json::from_slice(&v).ok())
+                .ok_or_else(|| ApiError::event_store_unavailable())?;
+            if earlier.fingerprint != record.fingerprint {
+                return Err(ApiError::invalid_field(
+                    "Idempotency-Key",
+                    "was already used for a different request; use a new key for a new command",
+                ));
+            }
+            Ok(CommandId::from_uuid(earlier.command_id))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "idempotency store unavailable");
+            Err(ApiError::event_store_unavailable())
+        }
+    }
+}
+
 pub async fn submit(
     State(state): State<SharedState>,
     caller: Caller,
     axum::Extension(request_id): axum::Extension<RequestId>,
+    headers: HeaderMap,
     body: JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     if !caller.role.can_submit() {
@@ -62,7 +117,14 @@ pub async fn submit(
     .ok_or_else(|| ApiError::vehicle_not_found(vehicle_ref))?;
     let vin = Vin::parse(&vehicle.vin).map_err(|_| ApiError::internal())?;
 
-    let command_id = CommandId::new();
+    let mut command_id = CommandId::new();
+    if let Some(key) = idempotency_key(&headers, caller.user_id)? {
+        command_id = claim_key(&state, &key, &body, command_id).await?;
+        // A retry: answer with the command the first request created.
+        if let Ok(view) = load(&state, &caller, &command_id.to_string()).await {
+            return Ok((StatusCode::ACCEPTED, Json(command_json(&view))));
+        }
+    }
     let requested = CommandRequested {
         command_id,
         vehicle_id: VehicleId::from_uuid(vehicle.vehicle_id),
@@ -151,9 +213,11 @@ pub struct CommandQuery {
     end_date: Option<String>,
     limit: Option<i64>,
     offset: Option<i64>,
+    /// `csv` for a spreadsheet export of up to 10,000 rows.
+    format: Option<String>,
 }
 
-fn parse_time(raw: &Option<String>, field: &str) -> Result<Option<OffsetDateTime>, ApiError> {
+pub fn parse_time(raw: &Option<String>, field: &str) -> Result<Option<OffsetDateTime>, ApiError> {
     use time::format_description::well_known::{Iso8601, Rfc3339};
     raw.as_deref()
         .map(|s| {
@@ -174,8 +238,13 @@ pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
     ApiQuery(query): ApiQuery<CommandQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let (limit, offset) = page(query.limit, query.offset)?;
+) -> Result<Response, ApiError> {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::invalid_query(format!("format must be json or csv, got {other:?}"))),
+    };
+    let (limit, offset) = if csv { (10_000, 0) } else { page(query.limit, query.offset)? };
     if let Some(status) = &query.status
         && CommandStatus::parse(status).is_none()
     {
@@ -210,9 +279,122 @@ pub async fn list(
         offset,
     };
     let commands = queries::list_commands(&state.pool, &filter).await?;
-    Ok(Json(json!({
+    if csv {
+        return Ok(csv_response("commands.csv", &commands_csv(&commands)));
+    }
+    let total = queries::count_commands(&state.pool, &filter).await?;
+    let mut response = Json(json!({
         "commands": commands.iter().map(command_json).collect::<Vec<_>>(),
         "limit": limit,
         "offset": offset,
-    })))
+    }))
+    .into_response();
+    response.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    Ok(response)
+}
+
+/// One CSV field, quoted when it needs to be. Cells that a spreadsheet would run as a formula
+/// are prefixed with a quote.
+pub fn csv_field(raw: &str) -> String {
+    let value = if raw.starts_with(['=', '+', '-', '@']) { format!("'{raw}") } else { raw.to_owned() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
+pub fn csv_response(filename: &str, body: &str) -> Response {
+    let mut response = body.to_owned().into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+fn rfc3339(t: Option<OffsetDateTime>) -> String {
+    t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default()
+}
+
+fn commands_csv(commands: &[CommandView]) -> String {
+    let mut out = String::from(
+        "command_id,submitted_at,completed_at,user_id,vehicle_id,vin,command_name,command_params,status,error_message\n",
+    );
+    for c in commands {
+        let row = [
+            c.command_id.to_string(),
+            rfc3339(Some(c.submitted_at)),
+            rfc3339(c.completed_at),
+            c.user_id.to_string(),
+            c.vehicle_id.to_string(),
+            c.vin.clone(),
+            c.command_name.clone(),
+            c.command_params.to_string(),
+            c.status.clone(),
+            c.error_message.clone().unwrap_or_default(),
+        ];
+        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+pub async fn cancel(
+    State(state): State<SharedState>,
+    caller: Caller,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    Path(command_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !caller.role.can_submit() {
+        return Err(ApiError::forbidden("your role (viewer) may read but not cancel commands"));
+    }
+    let mut view = load(&state, &caller, &command_id).await?;
+    let id = CommandId::from_uuid(view.command_id);
+    let vin = Vin::parse(&view.vin).map_err(|_| ApiError::internal())?;
+    // The log, not the read model, says whether it already ended.
+    let last = state.store.last_on_subject(StreamName::Responses, &Subject::responses_of(id)).await?;
+    let mut command_state =
+        CommandState { command_id: Some(id), status: Some(CommandStatus::Pending), ..Default::default() };
+    if let Some(last) = &last {
+        command_state = lifecycle::evolve(command_state, &last.event);
+    }
+    let intent =
+        CommandIntent::RequestCancel { user_id: UserId::from_uuid(caller.user_id), at: OffsetDateTime::now_utc() };
+    let events = match lifecycle::decide(&command_state, intent) {
+        Ok(events) => events,
+        Err(lifecycle::DomainError::AlreadyTerminal(status)) => return Err(ApiError::command_finished(status)),
+        Err(_) => return Err(ApiError::internal()),
+    };
+    let meta = EventMeta::new(request_id.0.clone(), format!("user:{}", caller.user_id));
+    for event in &events {
+        let options = AppendOptions::msg_id(format!("cancel-{id}"));
+        state.store.append(&Subject::command(&vin, id), event, &meta, options).await?;
+    }
+    tracing::info!(command_id = %id, "cancellation requested");
+    if let Some(status) = command_state.status {
+        view.status = status.as_str().to_owned();
+    }
+    Ok((StatusCode::ACCEPTED, Json(command_json(&view))))
+}
+
+/// The operation catalogue, for clients that build their forms from it.
+pub async fn operations(_caller: Caller) -> Json<Value> {
+    let operations: Vec<Value> = sovd_domain::catalogue::CATALOGUE
+        .iter()
+        .map(|spec| {
+            json!({
+                "name": spec.name.as_str(),
+                "description": spec.description,
+                "idempotent": spec.idempotent,
+                "params": spec.params.iter().map(|p| json!({
+                    "name": p.name, "kind": p.kind, "required": p.required, "format": p.kind.format(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(Value::Array(operations))
+}
+
+/// The dashboard figures; engineers see their own commands.
+pub async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<queries::Stats>, ApiError> {
+    let user = (caller.role == sovd_domain::Role::Engineer).then_some(caller.user_id);
+    Ok(Json(queries::stats(&state.pool, user).await?))
 }

@@ -37,6 +37,28 @@ impl ApiError {
     pub fn inactive_account() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "AUTH_006", "this account is deactivated")
     }
+    pub fn locked(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "AUTH_006", message)
+    }
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_001",
+            format!("too many requests; try again in {retry_after_secs} s"),
+        )
+    }
+    pub fn command_finished(status: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::CONFLICT, "VEH_303", format!("command already ended as {status}"))
+    }
+    pub fn user_not_found(id: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "USR_401", format!("user {id} not found"))
+    }
+    pub fn username_taken() -> Self {
+        Self::new(StatusCode::CONFLICT, "USR_402", "username: is taken")
+    }
+    pub fn user_change_refused(why: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::CONFLICT, "USR_403", why.to_string())
+    }
     pub fn bad_json(why: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
@@ -94,6 +116,32 @@ impl IntoResponse for ApiError {
         let mut response = self.status.into_response();
         response.extensions_mut().insert(self);
         response
+    }
+}
+
+impl From<crate::accounts::AccountError> for ApiError {
+    fn from(error: crate::accounts::AccountError) -> Self {
+        use sovd_domain::users::UserError;
+        match error {
+            crate::accounts::AccountError::Rule(rule) => match rule {
+                UserError::BadUsername => Self::invalid_field("username", rule),
+                UserError::WeakPassword => Self::invalid_field("password", rule),
+                UserError::UsernameTaken => Self::username_taken(),
+                UserError::NotFound => Self::user_not_found("(unknown)"),
+                other => Self::user_change_refused(other),
+            },
+            crate::accounts::AccountError::Append(e) => match e {
+                AppendError::Conflict { .. } => {
+                    Self::user_change_refused("the account changed meanwhile; reload and try again")
+                }
+                other => other.into(),
+            },
+            crate::accounts::AccountError::Read(e) => e.into(),
+            crate::accounts::AccountError::Unavailable(why) => {
+                tracing::warn!(error = %why, "account store unavailable");
+                Self::event_store_unavailable()
+            }
+        }
     }
 }
 

@@ -82,12 +82,14 @@ pub struct Caller {
     pub user_id: Uuid,
     pub username: String,
     pub role: Role,
+    /// The sign-in (refresh-token family) the token belongs to.
+    pub family: Option<Uuid>,
 }
 
 impl Caller {
     pub fn from_token(state: &SharedState, token: &str) -> Result<Self, ApiError> {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let claims = state.jwt.verify(token, now).map_err(|e| match e {
+        let claims = state.sessions.jwt().verify(token, now).map_err(|e| match e {
             JwtError::Expired => ApiError::expired_token(),
             other => ApiError::invalid_token(other),
         })?;
@@ -96,7 +98,11 @@ impl Caller {
         }
         let user_id = Uuid::parse_str(&claims.user_id).map_err(|_| ApiError::invalid_token("bad user_id claim"))?;
         let role = Role::parse(&claims.role).ok_or_else(|| ApiError::invalid_token("unknown role"))?;
-        Ok(Self { user_id, username: claims.username, role })
+        if state.sessions.is_revoked(&claims) {
+            return Err(ApiError::invalid_token("this session was signed out or revoked"));
+        }
+        let family = claims.fam.as_deref().and_then(|f| Uuid::parse_str(f).ok());
+        Ok(Self { user_id, username: claims.username, role, family })
     }
 
     /// Engineers see their own commands only; viewers and admins see all.
@@ -105,16 +111,36 @@ impl Caller {
     }
 }
 
+/// An admin; anyone else gets 403.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.role != Role::Admin {
+            return Err(ApiError::forbidden("only admins may do this"));
+        }
+        Ok(Self(caller))
+    }
+}
+
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(ApiError::missing_token)?;
         let token = header
             .to_str()
             .ok()
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .ok_or_else(ApiError::missing_token)?;
-        Self::from_token(state, token.trim())
+        let caller = Self::from_token(state, token.trim())?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
 }

@@ -21,6 +21,9 @@ pub struct Claims {
     pub token_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
+    /// The sign-in this token belongs to (refresh-token family).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +106,7 @@ mod tests {
             iat: 0,
             token_type: "access".into(),
             jti: None,
+            fam: None,
         }
     }
 

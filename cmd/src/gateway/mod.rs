@@ -1,5 +1,6 @@
-//! The HTTP API and WebSocket: the only door for people.
+//! The HTTP API, WebSocket and web UI: the only door for people.
 
+pub mod audit;
 pub mod auth;
 pub mod commands;
 pub mod error;
@@ -7,38 +8,81 @@ pub mod extract;
 pub mod health;
 pub mod jwt;
 pub mod middleware;
+pub mod ratelimit;
+pub mod sessions;
 pub mod state;
+pub mod ui;
+pub mod users;
 pub mod vehicles;
 pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::routing::{get, patch, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use state::{AppState, SharedState};
+pub use state::{AppState, AuthPolicy, SharedState};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The whole API; tests call it without a socket.
-pub fn router(state: SharedState) -> Router {
+/// Browsers on these origins may call the API (none by default: the UI is same-origin).
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-total-count"),
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            axum::http::header::RETRY_AFTER,
+        ])
+}
+
+/// The whole API and UI; tests call it without a socket.
+pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
+    use axum::middleware::from_fn_with_state as limit;
     let api = Router::new()
-        .route("/auth/login", post(auth::login))
+        .route("/auth/login", post(auth::login).route_layer(limit(state.clone(), ratelimit::login)))
+        .route("/auth/refresh", post(auth::refresh))
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
-        .route("/vehicles", get(vehicles::list))
+        .route("/operations", get(commands::operations))
+        .route("/stats", get(commands::stats))
+        .route("/vehicles", get(vehicles::list).route_layer(limit(state.clone(), ratelimit::vehicles)))
         .route("/vehicles/{vehicle_id}", get(vehicles::get))
         .route("/vehicles/{vehicle_id}/status", get(vehicles::status))
-        .route("/commands", post(commands::submit).get(commands::list))
+        .route(
+            "/commands",
+            post(commands::submit).route_layer(limit(state.clone(), ratelimit::submit)).get(commands::list),
+        )
         .route("/commands/{command_id}", get(commands::get))
-        .route("/commands/{command_id}/responses", get(commands::responses));
+        .route("/commands/{command_id}/responses", get(commands::responses))
+        .route("/commands/{command_id}/cancel", post(commands::cancel))
+        .route("/audit", get(audit::list))
+        .route("/users", get(users::list).post(users::create))
+        .route("/users/{user_id}", patch(users::update))
+        .route("/users/{user_id}/reset-password", post(users::reset_password));
     Router::new()
         .nest("/api/v1", api)
         .route("/ws/responses/{command_id}", get(ws::responses))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/", get(ui::index))
+        .route("/ui/app.js", get(ui::app_js))
+        .route("/ui/app.css", get(ui::app_css))
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors(cors_origins))
         .layer(axum::middleware::from_fn(middleware::per_request))
         .with_state(state)
 }

@@ -22,7 +22,34 @@ pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub deps: run::Deps,
+    pub settings: run::GatewaySettings,
+    shutdown: watch::Receiver<bool>,
     _stop: watch::Sender<bool>,
+}
+
+fn clone_deps(deps: &run::Deps) -> run::Deps {
+    run::Deps {
+        nats: deps.nats.clone(),
+        store: deps.store.clone(),
+        pool: deps.pool.clone(),
+        buckets: deps.buckets.clone(),
+    }
+}
+
+/// A gateway on a free port; returns its base URL.
+async fn spawn_gateway(
+    deps: &run::Deps,
+    settings: run::GatewaySettings,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let deps = clone_deps(deps);
+    tokio::spawn(async move {
+        run::serve_gateway(&deps, listener, settings, metrics, shutdown).await.unwrap();
+    });
+    base
 }
 
 pub const ENGINEER: (&str, &str) = ("engineer", "engineer123");
@@ -30,8 +57,22 @@ pub const ADMIN: (&str, &str) = ("admin", "admin123");
 pub const VIN: &str = "1HGBH41JXMN109186";
 pub const OFFLINE_VIN: &str = "WBADT43452G123456";
 
+/// Test defaults: the contract's lockout, generous rate limits (tests sign in often).
+pub fn test_settings() -> run::GatewaySettings {
+    run::GatewaySettings {
+        jwt: JwtKey::new(b"test-key-test-key-test-key"),
+        policy: sovd::gateway::AuthPolicy { lockout_threshold: 5, lockout: Duration::from_secs(15 * 60) },
+        limits: sovd::gateway::ratelimit::RateLimits { login: 1000, submit: 1000, vehicles: 1000 },
+        cors_origins: vec!["https://tools.example.com".into()],
+    }
+}
+
 impl Stack {
     pub async fn start() -> Self {
+        Self::start_with(test_settings()).await
+    }
+
+    pub async fn start_with(settings: run::GatewaySettings) -> Self {
         let nats = NatsServer::start().await;
         let (_, direct_url) = sovd_projections::testing::fresh_database().await;
         let url = url_parts(&direct_url);
@@ -40,7 +81,7 @@ impl Stack {
         let common = CommonArgs { nats_url: nats.url(), database_url, stream_replicas: 1 };
         let (stop, shutdown) = watch::channel(false);
         let deps = run::connect(&common, "sovd-test", &shutdown).await.unwrap().unwrap();
-        seed::seed_users(&deps.store).await.unwrap();
+        seed::seed_users(&deps.store, &deps.buckets).await.unwrap();
         let metrics = Metrics::new().unwrap();
         run::spawn_projector(&deps, &shutdown);
         let options = ConnectorOptions {
@@ -50,14 +91,8 @@ impl Stack {
             connector_concurrency: 64,
         };
         run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let gateway_deps = run::Deps { nats: deps.nats.clone(), store: deps.store.clone(), pool: deps.pool.clone() };
-        let jwt = JwtKey::new(b"test-key-test-key-test-key");
-        tokio::spawn(async move {
-            run::serve_gateway(&gateway_deps, listener, jwt, metrics, shutdown).await.unwrap();
-        });
-        let stack = Self { nats, postgres, base, http: reqwest::Client::new(), deps, _stop: stop };
+        let base = spawn_gateway(&deps, settings.clone(), metrics, shutdown.clone()).await;
+        let stack = Self { nats, postgres, base, http: reqwest::Client::new(), deps, settings, shutdown, _stop: stop };
         stack.wait_until(|| async { stack.vehicle_count().await == 4 }).await;
         stack
     }
@@ -69,6 +104,11 @@ impl Stack {
             Ok(r) if r.status() == 200 => r.json::<Vec<Value>>().await.map(|v| v.len()).unwrap_or(0),
             _ => 0,
         }
+    }
+
+    /// A second gateway replica on the same NATS and Postgres; returns its base URL.
+    pub async fn second_gateway(&self) -> String {
+        spawn_gateway(&self.deps, self.settings.clone(), Metrics::new().unwrap(), self.shutdown.clone()).await
     }
 
     pub fn url(&self, path: &str) -> String {

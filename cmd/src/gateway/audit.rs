@@ -1,0 +1,76 @@
+//! `GET /api/v1/audit` for admins: who did what, filterable, as JSON or CSV.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use sovd_projections::queries::{self, AuditFilter};
+
+use super::commands::{csv_field, csv_response, parse_time};
+use super::error::ApiError;
+use super::extract::{Admin, ApiQuery};
+use super::state::SharedState;
+use super::vehicles::page;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    from: Option<String>,
+    to: Option<String>,
+    actor: Option<String>,
+    action: Option<String>,
+    vehicle: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+    format: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    _admin: Admin,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let csv = match query.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return Err(ApiError::invalid_query(format!("format must be json or csv, got {other:?}"))),
+    };
+    let (limit, offset) = if csv { (10_000, 0) } else { page(query.limit, query.offset)? };
+    let filter = AuditFilter {
+        from: parse_time(&query.from, "from")?,
+        to: parse_time(&query.to, "to")?,
+        actor: query.actor.filter(|a| !a.is_empty()),
+        action: query.action.filter(|a| !a.is_empty()),
+        vin: query.vehicle.filter(|v| !v.is_empty()).map(|v| v.to_uppercase()),
+        limit,
+        offset,
+    };
+    let (entries, total) = queries::list_audit(&state.pool, &filter).await?;
+    if csv {
+        let mut out = String::from(
+            "occurred_at,actor,actor_name,action,target,vin,details,correlation_id,stream,stream_sequence\n",
+        );
+        for e in &entries {
+            let row = [
+                e.occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                e.actor.clone(),
+                e.actor_name.clone().unwrap_or_default(),
+                e.action.clone(),
+                e.target.clone(),
+                e.vin.clone().unwrap_or_default(),
+                e.details.to_string(),
+                e.correlation_id.clone(),
+                e.stream.clone(),
+                e.stream_sequence.to_string(),
+            ];
+            out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            out.push('\n');
+        }
+        return Ok(csv_response("audit.csv", &out));
+    }
+    let mut response = Json(json!({"entries": entries, "limit": limit, "offset": offset})).into_response();
+    response.headers_mut().insert("x-total-count", HeaderValue::from(total));
+    Ok(response)
+}

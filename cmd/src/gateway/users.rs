@@ -1,0 +1,118 @@
+//! User management for admins: `/api/v1/users`. The same operations as `sovd user ...`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use sovd_domain::users::UserIntent;
+use sovd_domain::{Role, UserId};
+use sovd_projections::queries::{self, UserView};
+
+use super::error::ApiError;
+use super::extract::{Admin, JsonObject};
+use super::middleware::RequestId;
+use super::state::SharedState;
+use super::vehicles::parse_uuid;
+use crate::accounts::{self, Actor};
+
+fn actor(admin: &Admin, request_id: &RequestId) -> Actor {
+    Actor { user_id: UserId::from_uuid(admin.0.user_id), correlation_id: request_id.0.clone() }
+}
+
+fn role_field(body: &JsonObject) -> Result<Option<Role>, ApiError> {
+    match body.0.get("role") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            Role::parse(s).map(Some).ok_or_else(|| ApiError::invalid_field("role", "must be viewer, engineer or admin"))
+        }
+        Some(_) => Err(ApiError::invalid_field("role", "must be a string")),
+    }
+}
+
+async fn existing(state: &SharedState, raw_id: &str) -> Result<UserView, ApiError> {
+    let id = parse_uuid(raw_id, "user_id")?;
+    queries::get_user(&state.pool, id).await?.ok_or_else(|| ApiError::user_not_found(id))
+}
+
+pub async fn list(State(state): State<SharedState>, _admin: Admin) -> Result<Json<Vec<UserView>>, ApiError> {
+    Ok(Json(queries::list_users(&state.pool).await?))
+}
+
+pub async fn create(
+    State(state): State<SharedState>,
+    admin: Admin,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    body: JsonObject,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    body.only(&["username", "password", "role", "email"])?;
+    let username = body.required_str("username")?;
+    let password = body.required_str("password")?;
+    let role = role_field(&body)?.ok_or_else(|| ApiError::invalid_field("role", "is required"))?;
+    let email = match body.0.get("email") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) if e.contains('@') && e.len() <= 254 => Some(e.clone()),
+        Some(_) => return Err(ApiError::invalid_field("email", "must be an email address")),
+    };
+    let actor = actor(&admin, &request_id);
+    let user_id =
+        accounts::create(&state.store, &state.buckets, &actor, username, password, role, email.clone()).await?;
+    tracing::info!(user_id = %user_id, username, role = %role, "user created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "user_id": user_id, "username": username, "role": role.as_str(), "email": email, "active": true,
+            "created_at": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).ok(),
+        })),
+    ))
+}
+
+pub async fn update(
+    State(state): State<SharedState>,
+    admin: Admin,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    Path(user_id): Path<String>,
+    body: JsonObject,
+) -> Result<Json<UserView>, ApiError> {
+    body.only(&["role", "active"])?;
+    let mut user = existing(&state, &user_id).await?;
+    let id = UserId::from_uuid(user.user_id);
+    let actor = actor(&admin, &request_id);
+    let role = role_field(&body)?;
+    let active = match body.0.get("active") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(_) => return Err(ApiError::invalid_field("active", "must be true or false")),
+    };
+    if role.is_none() && active.is_none() {
+        return Err(ApiError::invalid_field("role", "give role and/or active"));
+    }
+    if let Some(role) = role.filter(|r| r.as_str() != user.role) {
+        accounts::change(&state.store, &actor, id, |by, at| UserIntent::SetRole { role, by, at }).await?;
+        user.role = role.as_str().to_owned();
+    }
+    if let Some(active) = active.filter(|a| *a != user.active) {
+        let intent =
+            move |by, at| if active { UserIntent::Reactivate { by, at } } else { UserIntent::Deactivate { by, at } };
+        accounts::change(&state.store, &actor, id, intent).await?;
+        user.active = active;
+    }
+    // Tokens carry the role; make the change take effect now, not at the next refresh.
+    state.sessions.revoke_user(user.user_id).await?;
+    Ok(Json(user))
+}
+
+pub async fn reset_password(
+    State(state): State<SharedState>,
+    admin: Admin,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    Path(user_id): Path<String>,
+    body: JsonObject,
+) -> Result<Json<Value>, ApiError> {
+    body.only(&["password"])?;
+    let password = body.required_str("password")?;
+    let user = existing(&state, &user_id).await?;
+    accounts::set_password(&state.store, &actor(&admin, &request_id), UserId::from_uuid(user.user_id), password)
+        .await?;
+    state.sessions.revoke_user(user.user_id).await?;
+    Ok(Json(json!({"message": format!("password of {} reset; their sessions were signed out", user.username)})))
+}

@@ -1,0 +1,81 @@
+//! `sovd user add|set-role|deactivate|reactivate|reset-password|list`: account management at
+//! the console, through the same rules and events as `/api/v1/users`.
+
+use std::io::BufRead;
+
+use anyhow::{Context, bail};
+use sovd_domain::Role;
+use sovd_domain::users::UserIntent;
+
+use crate::accounts::{self, Actor};
+use crate::config::{UserAction, UserArgs};
+use crate::gateway::sessions::revoke_user_sessions;
+use crate::run;
+
+fn new_password() -> anyhow::Result<String> {
+    if let Ok(password) = std::env::var("SOVD_NEW_PASSWORD") {
+        return Ok(password);
+    }
+    eprint!("new password: ");
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+fn role(raw: &str) -> anyhow::Result<Role> {
+    Role::parse(raw).with_context(|| format!("role must be viewer, engineer or admin, got {raw:?}"))
+}
+
+pub async fn run(args: UserArgs) -> anyhow::Result<()> {
+    let (_stop, shutdown) = run::shutdown_signal();
+    let Some(deps) = run::connect(&args.common, "sovd-user", &shutdown).await? else { return Ok(()) };
+    let actor = Actor::system();
+    let find = |username: String| {
+        let buckets = deps.buckets.clone();
+        async move {
+            match accounts::lookup(&buckets, &username).await? {
+                Some(id) => Ok(id),
+                None => bail!("no user named {username:?}"),
+            }
+        }
+    };
+    match args.action {
+        UserAction::Add { username, role: raw_role, email } => {
+            let role = role(&raw_role)?;
+            let password = new_password()?;
+            let id = accounts::create(&deps.store, &deps.buckets, &actor, &username, &password, role, email).await?;
+            println!("created {username} ({role}) with id {id}");
+        }
+        UserAction::SetRole { username, role: raw_role } => {
+            let role = role(&raw_role)?;
+            let id = find(username.clone()).await?;
+            accounts::change(&deps.store, &actor, id, |by, at| UserIntent::SetRole { role, by, at }).await?;
+            revoke_user_sessions(&deps.buckets, id.as_uuid()).await?;
+            println!("{username} is now {role}; their sessions were signed out");
+        }
+        UserAction::Deactivate { username } => {
+            let id = find(username.clone()).await?;
+            accounts::change(&deps.store, &actor, id, |by, at| UserIntent::Deactivate { by, at }).await?;
+            revoke_user_sessions(&deps.buckets, id.as_uuid()).await?;
+            println!("{username} is deactivated; their sessions were signed out");
+        }
+        UserAction::Reactivate { username } => {
+            let id = find(username.clone()).await?;
+            accounts::change(&deps.store, &actor, id, |by, at| UserIntent::Reactivate { by, at }).await?;
+            println!("{username} may sign in again");
+        }
+        UserAction::ResetPassword { username } => {
+            let id = find(username.clone()).await?;
+            accounts::set_password(&deps.store, &actor, id, &new_password()?).await?;
+            revoke_user_sessions(&deps.buckets, id.as_uuid()).await?;
+            println!("password of {username} reset; their sessions were signed out");
+        }
+        UserAction::List => {
+            for user in sovd_projections::queries::list_users(&deps.pool).await? {
+                let state = if user.active { "active" } else { "deactivated" };
+                println!("{:<24} {:<9} {:<12} {}", user.username, user.role, state, user.user_id);
+            }
+        }
+    }
+    Ok(())
+}
