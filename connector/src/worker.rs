@@ -207,6 +207,13 @@ impl<T: VehicleTransport> CommandWorker<T> {
                     "taking over a command whose connector went silent"
                 );
             }
+            if self.cancel_requested(request).await? {
+                let cancel = CommandIntent::Cancel { at: OffsetDateTime::now_utc() };
+                return match self.record(&mut log, cancel, meta).await? {
+                    Step::Appended => Ok(Handled::Terminal(CommandStatus::Cancelled)),
+                    Step::Conflict => continue,
+                };
+            }
             let dispatch =
                 CommandIntent::Dispatch { connector: self.config.name.clone(), at: OffsetDateTime::now_utc() };
             let step = match self.record(&mut log, dispatch, meta).await {

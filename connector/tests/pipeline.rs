@@ -266,3 +266,64 @@ async fn a_clear_dtc_whose_connector_died_is_failed_as_unknown_and_not_run_again
     }
     assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 0);
 }
+
+async fn request_cancel(store: &EventStore, request: &StoredEvent) {
+    let id = command_id(request);
+    let Event::CommandRequested(r) = &request.event else { unreachable!() };
+    let event = Event::CommandCancelRequested(sovd_domain::events::CommandCancelRequested {
+        command_id: id,
+        user_id: UserId::from_uuid(Uuid::nil()),
+        requested_at: OffsetDateTime::now_utc(),
+    });
+    let meta = EventMeta::caused_by(&request.meta, "user:test");
+    store.append(&Subject::command(&r.vin, id), &event, &meta, AppendOptions::default()).await.unwrap();
+}
+
+fn chunk_count(events: &[Event]) -> usize {
+    events.iter().filter(|e| matches!(e, Event::ResponseChunk(_))).count()
+}
+
+#[tokio::test]
+async fn a_command_cancelled_before_any_connector_took_it_never_reaches_the_vehicle() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let fleet = fleet(Duration::ZERO);
+    let request = submit(&store, &vin(), Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None }).await;
+    request_cancel(&store, &request).await;
+
+    let (_stop, shutdown) = watch::channel(false);
+    let _connector = spawn_connector(&store, fleet.clone(), "c1", ConsumerConfig::default(), shutdown);
+    let events = wait_for_outcome(&store, command_id(&request)).await;
+
+    assert!(matches!(events.last(), Some(Event::CommandCancelled(_))), "{events:?}");
+    assert_eq!(terminal_count(&events), 1);
+    assert!(!events.iter().any(|e| matches!(e, Event::CommandDispatched(_))));
+    assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 0);
+}
+
+#[tokio::test]
+async fn a_running_command_is_cancelled_between_chunks_keeping_what_arrived() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let (_stop, shutdown) = watch::channel(false);
+    let _connector =
+        spawn_connector(&store, fleet(Duration::from_millis(300)), "c1", ConsumerConfig::default(), shutdown);
+    let request = submit(&store, &vin(), Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let id = command_id(&request);
+
+    // Wait for the first chunk, then cancel.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = store.read_filtered(StreamName::Responses, &Subject::responses_of(id)).await.unwrap();
+        if log.iter().any(|s| matches!(s.event, Event::ResponseChunk(_))) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no first chunk");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    request_cancel(&store, &request).await;
+    let events = wait_for_outcome(&store, id).await;
+
+    assert!(matches!(events.last(), Some(Event::CommandCancelled(_))), "{events:?}");
+    assert!((1..3).contains(&chunk_count(&events)), "kept the chunks that arrived, asked for no more: {events:?}");
+}
