@@ -66,7 +66,7 @@ async fn claim_key(state: &SharedState, key: &str, body: &JsonObject, fresh: Com
             let stored = state.buckets.idempotency.get(key).await.map_err(|_| ApiError::event_store_unavailable())?;
             let earlier: IdempotencyRecord = stored
                 .and_then(|v| serde_json::from_slice(&v).ok())
-                .ok_or_else(|| ApiError::event_store_unavailable())?;
+                .ok_or_else(ApiError::event_store_unavailable)?;
             if earlier.fingerprint != record.fingerprint {
                 return Err(ApiError::invalid_field(
                     "Idempotency-Key",

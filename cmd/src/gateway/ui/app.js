@@ -191,27 +191,15 @@ function scheduleRefresh() {
 // a second refresh with the (already rotated) old token would fail and end the session.
 function refreshTokens() {
   refreshing ??= (async () => {
-    const token = session.refresh;
-    if (!token) {
-      endSession(SESSION_ENDED);
-      throw new ApiError(SESSION_ENDED, { status: 401 });
-    }
-    let res;
     try {
-      res = await fetch(`${API}/auth/refresh`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify({ refresh_token: token }),
-      });
-    } catch {
-      throw networkError();
-    }
-    if (!res.ok) {
-      const err = await toApiError(res);
-      if (res.status < 500 && res.status !== 429) endSession(SESSION_ENDED);
+      if (!session.refresh) throw new ApiError(SESSION_ENDED, { status: 401 });
+      const { data } = await api('POST', '/auth/refresh', { body: { refresh_token: session.refresh }, auth: false });
+      session.setTokens(data);
+    } catch (err) {
+      // Only a refusal ends the session; outages and rate limits are retried later.
+      if (!err.network && err.status < 500 && err.status !== 429) endSession(SESSION_ENDED);
       throw err;
     }
-    session.setTokens(await res.json());
   })().finally(() => { refreshing = null; });
   return refreshing;
 }
@@ -602,25 +590,23 @@ function liveViewer({ command, initial = [], title = 'Live responses', showDetai
     if (TERMINAL.has(status)) {
       ended = true;
       cancelBtn.hidden = true;
-      conn.textContent = '';
-      showIn(finalEl, h('p', { class: 'final' }, 'Finished: ', badge(status),
-        info.completed_at ? ` at ${fmtTime(info.completed_at)}` : ''),
+      showConn('');
+      showIn(finalEl, h('p', { class: 'final' }, `Command ${status.replace('_', ' ')}`,
+        info.completed_at ? ` at ${fmtTime(info.completed_at)}` : '', '.'),
       info.error_message && h('p', { class: 'alert alert-error', 'data-testid': 'live-error-message' }, info.error_message));
     }
     onChange({ status, completed_at: info.completed_at, error_message: info.error_message });
   }
 
-  function stop(reason) {
-    conn.textContent = `Live updates stopped: ${reason}`;
-    conn.classList.add('live-conn-error');
+  function showConn(text, isError = false) {
+    conn.textContent = text;
+    conn.classList.toggle('live-conn-error', isError);
   }
+  const stop = (reason) => showConn(`Live updates stopped: ${reason}`, true);
 
   function reconnectLater() {
-    conn.textContent = 'connection lost, reconnecting…';
-    conn.classList.remove('live-conn-error');
-    const delay = Math.min(500 * 2 ** attempt, 10_000);
-    attempt += 1;
-    timer = setTimeout(connect, delay);
+    showConn('connection lost, reconnecting…');
+    timer = setTimeout(connect, Math.min(500 * 2 ** attempt++, 10_000)); // 0.5 s, 1 s, 2 s … 10 s
   }
 
   async function connect() {
@@ -632,7 +618,7 @@ function liveViewer({ command, initial = [], title = 'Live responses', showDetai
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const sock = new WebSocket(`${scheme}://${location.host}/ws/responses/${encodeURIComponent(id)}?${q}`);
     ws = sock;
-    sock.onopen = () => { if (attempt > 0) conn.textContent = 'Reconnected.'; };
+    sock.onopen = () => { if (attempt > 0) showConn('Reconnected.'); };
     sock.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch { return; }
@@ -642,7 +628,7 @@ function liveViewer({ command, initial = [], title = 'Live responses', showDetai
       }
       attempt = 0;
       authRetried = false;
-      if (conn.textContent && !ended) { conn.textContent = ''; conn.classList.remove('live-conn-error'); }
+      showConn('');
       if (msg.event === 'response') {
         const c = addChunk(msg);
         if (!c) return;
@@ -661,7 +647,7 @@ function liveViewer({ command, initial = [], title = 'Live responses', showDetai
         // Usually an access token that expired between our check and the handshake.
         if (authRetried) return stop(ev.reason || 'access denied');
         authRetried = true;
-        conn.textContent = 'Renewing sign-in…';
+        showConn('Renewing sign-in…');
         refreshTokens().then(connect, (err) => (err.network ? reconnectLater() : stop(ev.reason || 'access denied')));
         return;
       }
@@ -686,21 +672,16 @@ function liveViewer({ command, initial = [], title = 'Live responses', showDetai
   for (const r of initial) addChunk(r);
   if (TERMINAL.has(status)) setStatus(status, command);
   else {
-    conn.textContent = 'Connecting for live updates…';
+    showConn('Connecting for live updates…');
     connect();
   }
 
-  return {
-    el,
-    heading,
-    destroy() {
-      destroyed = true;
-      clearTimeout(timer);
-      const s = ws;
-      ws = null;
-      s?.close(1000);
-    },
+  const destroy = () => {
+    destroyed = true;
+    clearTimeout(timer);
+    ws?.close(1000); // onclose ignores it: `destroyed` is set
   };
+  return { el, heading, destroy };
 }
 
 /* ────────────────────────────────────── Pages ────────────────────────────────────── */
@@ -735,7 +716,7 @@ function loginPage(ctx) {
       session.setUser(me.data);
       location.hash = '#/dashboard';
     } catch (err) {
-      if (err.status !== 401 || err.code) session.clear(); // never leave half a session behind
+      session.clear(); // /auth/me may fail after the tokens were stored: no half sessions
       if (ctx.alive) {
         showIn(errArea, errorBox(err));
         pass.select();
@@ -834,8 +815,7 @@ async function commandPage(ctx) {
   const load = async () => {
     showIn(slot);
     const pre = ctx.query.get('vehicle');
-    let vehicles;
-    let ops;
+    let vehicles, ops;
     try {
       [vehicles, ops] = await Promise.all([
         api('GET', '/vehicles?limit=100').then((r) => r.data ?? []),
@@ -894,7 +874,7 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
   function updateVehicleNote() {
     const v = vehicles.find((x) => x.vehicle_id === vehicleSel.value);
     vehicleNote.textContent = v && v.connection_status !== 'connected'
-      ? `This vehicle is ${v.connection_status}; the command will wait for it and may time out.` : '';
+      ? `This vehicle's connection status is "${v.connection_status}": the command may wait and time out.` : '';
   }
 
   function renderOperation() {
@@ -1042,9 +1022,9 @@ function historyPage(ctx) {
     empty: 'No commands match these filters.',
     csv: { testid: 'history-export', prefix: 'commands' },
   });
-  $main.append(pageHeading('Command history'),
+  append($main, [pageHeading('Command history'),
     session.user?.role === 'engineer' && h('p', { class: 'muted' }, 'Showing the commands you submitted.'),
-    view.el);
+    view.el]);
   // The vehicle filter is a convenience: without it the page still works.
   api('GET', '/vehicles?limit=100').then(({ data }) => {
     const sel = view.controls.vehicle_id;
@@ -1060,8 +1040,7 @@ async function detailPage(ctx) {
 
   const load = async () => {
     showIn(slot);
-    let cmd;
-    let responses;
+    let cmd, responses;
     try {
       [cmd, responses] = await Promise.all([
         api('GET', `/commands/${encodeURIComponent(id)}`).then((r) => r.data),
@@ -1168,13 +1147,10 @@ function usersPage(ctx) {
     showIn(slot);
     try {
       await fn();
-      if (!ctx.alive) return false;
-      showIn(slot, notice(success));
+      if (ctx.alive) showIn(slot, notice(success));
       await load();
-      return true;
     } catch (e) {
       if (ctx.alive) showIn(slot, errorBox(e));
-      return false;
     }
   }
 
