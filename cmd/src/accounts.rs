@@ -57,7 +57,7 @@ pub async fn create(
     password: &str,
     role: Role,
     email: Option<String>,
-) -> Result<UserId, AccountError> {
+) -> Result<(UserId, u64), AccountError> {
     let username = Username::parse(username)?;
     users::check_password(password)?;
     let user_id = UserId::from_uuid(Uuid::now_v7());
@@ -75,10 +75,12 @@ pub async fn create(
         password_hash,
         created_at: OffsetDateTime::now_utc(),
     };
+    let mut sequence = 0;
     for event in users::decide(&UserState::default(), UserIntent::Create(created))? {
-        store.append(&Subject::user(user_id), &event, &actor.meta(), AppendOptions::expect_last(0)).await?;
+        sequence =
+            store.append(&Subject::user(user_id), &event, &actor.meta(), AppendOptions::expect_last(0)).await?.sequence;
     }
-    Ok(user_id)
+    Ok((user_id, sequence))
 }
 
 /// Claims `username` for `user_id`; a name already claimed by another id is taken.
@@ -103,13 +105,13 @@ pub async fn lookup(buckets: &Buckets, username: &str) -> Result<Option<UserId>,
     Ok(value.and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| UserId::parse(s).ok())))
 }
 
-/// Applies one lifecycle intent to an existing user.
+/// Applies one lifecycle intent to an existing user; returns the stream sequence written.
 pub async fn change(
     store: &EventStore,
     actor: &Actor,
     user_id: UserId,
     intent: impl FnOnce(UserId, OffsetDateTime) -> UserIntent,
-) -> Result<(), AccountError> {
+) -> Result<u64, AccountError> {
     let subject = Subject::user(user_id);
     let history = store.read_filtered(StreamName::Iam, subject.as_str()).await?;
     let state = UserState::replay(history.iter().map(|s| &s.event));
@@ -119,7 +121,7 @@ pub async fn change(
     for event in users::decide(&state, intent(actor.user_id, OffsetDateTime::now_utc()))? {
         last = store.append(&subject, &event, &actor.meta(), AppendOptions::expect_last(last)).await?.sequence;
     }
-    Ok(())
+    Ok(last)
 }
 
 pub async fn set_password(
@@ -127,7 +129,7 @@ pub async fn set_password(
     actor: &Actor,
     user_id: UserId,
     password: &str,
-) -> Result<(), AccountError> {
+) -> Result<u64, AccountError> {
     users::check_password(password)?;
     let password = password.to_owned();
     let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))

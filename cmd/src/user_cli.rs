@@ -43,7 +43,8 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
         UserAction::Add { username, role: raw_role, email } => {
             let role = role(&raw_role)?;
             let password = new_password()?;
-            let id = accounts::create(&deps.store, &deps.buckets, &actor, &username, &password, role, email).await?;
+            let (id, _) =
+                accounts::create(&deps.store, &deps.buckets, &actor, &username, &password, role, email).await?;
             println!("created {username} ({role}) with id {id}");
         }
         UserAction::SetRole { username, role: raw_role } => {

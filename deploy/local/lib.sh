@@ -404,6 +404,16 @@ pg_bindir() {
 	return 1
 }
 
+# Debian's Chromium, for the browser tests (headless; they drive it over DevTools).
+install_chromium() {
+	if [[ -x ${SOVD_CHROMIUM:-/usr/bin/chromium} ]]; then
+		log "Chromium: $("${SOVD_CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -n1)"
+		return 0
+	fi
+	apt_install chromium
+	[[ -x /usr/bin/chromium ]] || die "chromium is not at /usr/bin/chromium after installing it"
+}
+
 install_postgres() {
 	local dir
 	if ! dir="$(pg_bindir)"; then

@@ -329,3 +329,24 @@ pub async fn stats(pool: &sqlx::PgPool, user_id: Option<Uuid>) -> Result<Stats, 
         recent_commands,
     })
 }
+
+/// Waits (up to `timeout`) until `projection` has applied `stream` up to `sequence`, so a
+/// caller can read its own write. Returns whether it got there.
+pub async fn wait_for_checkpoint(
+    pool: &sqlx::PgPool,
+    projection: crate::apply::Projection,
+    stream: sovd_nats::StreamName,
+    sequence: u64,
+    timeout: std::time::Duration,
+) -> Result<bool, ProjectionError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if crate::apply::checkpoint(pool, projection, stream).await? >= sequence {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -64,9 +64,8 @@ async fn claim_key(state: &SharedState, key: &str, body: &JsonObject, fresh: Com
         Ok(_) => Ok(fresh),
         Err(e) if e.kind() == async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
             let stored = state.buckets.idempotency.get(key).await.map_err(|_| ApiError::event_store_unavailable())?;
-            let earlier: IdempotencyRecord = stored
-                .and_then(|v| serde_json::from_slice(&v).ok())
-                .ok_or_else(ApiError::event_store_unavailable)?;
+            let earlier: IdempotencyRecord =
+                stored.and_then(|v| serde_json::from_slice(&v).ok()).ok_or_else(ApiError::event_store_unavailable)?;
             if earlier.fingerprint != record.fingerprint {
                 return Err(ApiError::invalid_field(
                     "Idempotency-Key",

@@ -15,6 +15,22 @@ use super::state::SharedState;
 use super::vehicles::parse_uuid;
 use crate::accounts::{self, Actor};
 
+/// Lets the admin's next read show the change (the users view is a projection).
+async fn settle(state: &SharedState, sequence: u64) {
+    use sovd_projections::apply::Projection;
+    let waited = queries::wait_for_checkpoint(
+        &state.pool,
+        Projection::Users,
+        sovd_nats::StreamName::Iam,
+        sequence,
+        std::time::Duration::from_secs(2),
+    )
+    .await;
+    if !matches!(waited, Ok(true)) {
+        tracing::warn!(sequence, "users view did not catch up within 2 s");
+    }
+}
+
 fn actor(admin: &Admin, request_id: &RequestId) -> Actor {
     Actor { user_id: UserId::from_uuid(admin.0.user_id), correlation_id: request_id.0.clone() }
 }
@@ -54,8 +70,9 @@ pub async fn create(
         Some(_) => return Err(ApiError::invalid_field("email", "must be an email address")),
     };
     let actor = actor(&admin, &request_id);
-    let user_id =
+    let (user_id, sequence) =
         accounts::create(&state.store, &state.buckets, &actor, username, password, role, email.clone()).await?;
+    settle(&state, sequence).await;
     tracing::info!(user_id = %user_id, username, role = %role, "user created");
     Ok((
         StatusCode::CREATED,
@@ -87,13 +104,16 @@ pub async fn update(
         return Err(ApiError::invalid_field("role", "give role and/or active"));
     }
     if let Some(role) = role.filter(|r| r.as_str() != user.role) {
-        accounts::change(&state.store, &actor, id, |by, at| UserIntent::SetRole { role, by, at }).await?;
+        let sequence =
+            accounts::change(&state.store, &actor, id, |by, at| UserIntent::SetRole { role, by, at }).await?;
+        settle(&state, sequence).await;
         user.role = role.as_str().to_owned();
     }
     if let Some(active) = active.filter(|a| *a != user.active) {
         let intent =
             move |by, at| if active { UserIntent::Reactivate { by, at } } else { UserIntent::Deactivate { by, at } };
-        accounts::change(&state.store, &actor, id, intent).await?;
+        let sequence = accounts::change(&state.store, &actor, id, intent).await?;
+        settle(&state, sequence).await;
         user.active = active;
     }
     // Tokens carry the role; make the change take effect now, not at the next refresh.

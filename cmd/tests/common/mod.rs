@@ -4,6 +4,7 @@
 // Each test binary uses a different part of the harness.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod browser;
 pub mod proxy;
 
 use std::time::{Duration, Instant};

@@ -1,0 +1,123 @@
+//! The web UI in a real headless Chromium against the real stack. The screenshots it takes
+//! illustrate docs/user-guides/engineer_guide.md (regenerate with
+//! `SOVD_SCREENSHOTS=$PWD/docs/user-guides/images ./deploy/local/test --test browser`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::browser::{Browser, screenshot_dir};
+use common::*;
+use serde_json::json;
+
+async fn sign_in(b: &Browser, stack: &Stack, (username, password): (&str, &str)) {
+    b.goto(&stack.url("/")).await;
+    b.type_into("login-username", username).await;
+    b.type_into("login-password", password).await;
+    b.click("login-submit").await;
+    b.wait_visible("nav-user").await;
+}
+
+#[tokio::test]
+async fn an_engineer_signs_in_runs_read_dtc_live_and_finds_it_in_history() {
+    let stack = Stack::start().await;
+    let b = Browser::launch().await;
+    let shots = screenshot_dir();
+
+    b.goto(&stack.url("/")).await;
+    b.wait_visible("login-username").await;
+    b.screenshot(&shots, "01-sign-in").await;
+    b.type_into("login-username", "engineer").await;
+    b.type_into("login-password", "wrong-password").await;
+    b.click("login-submit").await;
+    b.wait_for("document.querySelector('[data-testid=\"login-error\"]').innerText.includes('Reference')").await;
+    assert!(b.text("login-error").await.contains("invalid username or password"));
+
+    b.type_into("login-password", "engineer123").await;
+    b.click("login-submit").await;
+    b.wait_visible("dashboard-connected").await;
+    b.wait_for("document.querySelector('[data-testid=\"dashboard-connected\"]').innerText.includes('3 / 4')").await;
+    assert!(b.text("nav-user").await.contains("engineer"));
+    b.screenshot(&shots, "02-dashboard").await;
+
+    b.click("nav-vehicles").await;
+    b.wait_for("document.querySelectorAll('[data-testid=\"vehicle-row\"]').length === 4").await;
+    b.screenshot(&shots, "03-vehicles").await;
+
+    b.click("nav-command").await;
+    b.choose("command-vehicle", VIN).await;
+    b.choose("command-operation", "ReadDTC").await;
+    b.type_into("command-param-ecuAddress", "0x10").await;
+    b.screenshot(&shots, "04-new-command").await;
+    b.click("command-submit").await;
+    b.wait_visible("live-viewer").await;
+    b.wait_for("document.querySelector('[data-testid=\"live-status\"]').innerText.trim() === 'completed'").await;
+    assert_eq!(b.count("live-chunk").await, 3, "three chunks arrived live");
+    let first = b.eval("document.querySelector('[data-testid=\"live-chunk\"]').innerText").await;
+    assert!(first.as_str().unwrap().contains("P0420"), "{first}");
+    b.screenshot(&shots, "05-live-responses").await;
+
+    b.click("nav-history").await;
+    b.wait_for("document.querySelectorAll('[data-testid=\"history-row\"]').length >= 1").await;
+    b.screenshot(&shots, "06-history").await;
+    b.eval("document.querySelector('[data-testid=\"history-row\"] a').click()").await;
+    b.wait_for("(document.querySelector('[data-testid=\"detail-status\"]') || {}).innerText === 'completed'").await;
+    b.wait_for("document.querySelectorAll('[data-testid=\"response-chunk\"]').length === 3").await;
+    b.screenshot(&shots, "07-command-detail").await;
+
+    b.click("signout").await;
+    b.wait_visible("login-username").await;
+}
+
+#[tokio::test]
+async fn a_viewer_is_told_clearly_that_they_cannot_submit() {
+    let stack = Stack::start().await;
+    let admin = stack.login(ADMIN).await;
+    let created = stack
+        .http
+        .post(stack.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .json(&json!({"username": "vic", "password": "vic-pass-123", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    stack.login(("vic", "vic-pass-123")).await;
+
+    let b = Browser::launch().await;
+    sign_in(&b, &stack, ("vic", "vic-pass-123")).await;
+    b.click("nav-command").await;
+    b.wait_visible("command-forbidden").await;
+    assert!(b.text("command-forbidden").await.to_lowercase().contains("viewer"));
+    assert_eq!(b.visible("command-submit").await, 0, "no submit button for viewers");
+    assert_eq!(b.visible("nav-audit").await + b.visible("nav-users").await, 0, "admin pages are not offered");
+    b.screenshot(&screenshot_dir(), "08-viewer-cannot-submit").await;
+}
+
+#[tokio::test]
+async fn an_admin_reads_the_audit_trail_and_manages_users() {
+    let stack = Stack::start().await;
+    let engineer = stack.login(ENGINEER).await;
+    let body = json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10"}});
+    assert_eq!(stack.submit(&engineer, body).await.status(), 202);
+
+    let b = Browser::launch().await;
+    sign_in(&b, &stack, ADMIN).await;
+    b.click("nav-audit").await;
+    b.wait_for("[...document.querySelectorAll('[data-testid=\"audit-row\"]')].some(r => r.innerText.includes('command_submitted'))")
+        .await;
+    b.screenshot(&screenshot_dir(), "09-audit").await;
+
+    b.click("nav-users").await;
+    b.wait_for("document.querySelectorAll('[data-testid=\"user-row\"]').length === 2").await;
+    b.type_into("user-add-username", "nina").await;
+    b.type_into("user-add-password", "nina-pass-123").await;
+    b.choose("user-add-role", "engineer").await;
+    b.click("user-add-submit").await;
+    b.wait_for("document.querySelectorAll('[data-testid=\"user-row\"]').length === 3").await;
+    b.screenshot(&screenshot_dir(), "10-users").await;
+    stack.login(("nina", "nina-pass-123")).await;
+
+    b.click("signout").await;
+    b.wait_visible("login-username").await;
+}
