@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::ProjectionError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VehicleView {
     pub vehicle_id: Uuid,
     pub vin: String,
@@ -17,16 +18,19 @@ pub struct VehicleView {
     pub connection_status: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<OffsetDateTime>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CommandView {
     pub command_id: Uuid,
     pub user_id: Uuid,
     pub vehicle_id: Uuid,
     pub vin: String,
     pub command_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub command_params: Value,
     pub status: String,
     pub error_message: Option<String>,
@@ -36,12 +40,17 @@ pub struct CommandView {
     pub submitted_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub completed_at: Option<OffsetDateTime>,
+    /// Where to watch it live (`WS /ws/responses/{command_id}`); filled in by the gateway.
+    #[sqlx(skip)]
+    pub stream_url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ResponseView {
     pub response_id: Uuid,
     pub command_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub response_payload: Value,
     pub sequence_number: i32,
     pub is_final: bool,
@@ -210,6 +219,7 @@ pub async fn count_commands(pool: &sqlx::PgPool, filter: &CommandFilter) -> Resu
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     pub user_id: Uuid,
     pub username: String,
@@ -234,6 +244,7 @@ pub async fn get_user(pool: &sqlx::PgPool, user_id: Uuid) -> Result<Option<UserV
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub id: i64,
     #[serde(with = "time::serde::rfc3339")]
@@ -244,6 +255,7 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub vin: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Value,
     pub correlation_id: String,
     pub stream: String,
@@ -297,6 +309,7 @@ pub async fn list_audit(pool: &sqlx::PgPool, filter: &AuditFilter) -> Result<(Ve
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     pub vehicles_connected: i64,
     pub vehicles_total: i64,

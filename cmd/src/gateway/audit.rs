@@ -14,19 +14,33 @@ use super::extract::{Admin, ApiQuery};
 use super::state::SharedState;
 use super::vehicles::page;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
+    /// At or after (ISO 8601).
     from: Option<String>,
+    /// At or before (ISO 8601).
     to: Option<String>,
+    /// A username, or `system`.
     actor: Option<String>,
+    /// For example login_failed, command_submitted, user_created.
     action: Option<String>,
+    /// A VIN.
     vehicle: Option<String>,
+    /// 1 to 100 (default 50).
     limit: Option<i64>,
+    /// Rows to skip (default 0).
     offset: Option<i64>,
+    /// json (default) or csv.
     format: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, description = "newest first; X-Total-Count has the total; format=csv for a file", body = super::openapi::AuditPage),
+        (status = 400, description = "invalid query parameter", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope)))]
 pub async fn list(
     State(state): State<SharedState>,
     _admin: Admin,

@@ -66,6 +66,11 @@ fn locked_error(until: OffsetDateTime) -> ApiError {
     ApiError::locked(format!("too many failed sign-ins; try again in {minutes} minute(s)"))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
+    request_body = super::openapi::LoginRequest,
+    responses((status = 200, description = "signed in", body = super::openapi::TokenResponse),
+        (status = 401, description = "wrong credentials (AUTH_001), deactivated or locked (AUTH_006)", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "too many sign-ins from this address", body = super::openapi::ErrorEnvelope)))]
 pub async fn login(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -134,6 +139,10 @@ pub async fn login(
     Ok(Json(serde_json::to_value(tokens).unwrap_or_default()))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(()),
+    request_body = super::openapi::RefreshRequest,
+    responses((status = 200, description = "a new token pair; the old refresh token stops working", body = super::openapi::TokenResponse),
+        (status = 401, description = "invalid, expired, revoked or reused refresh token", body = super::openapi::ErrorEnvelope)))]
 pub async fn refresh(
     State(state): State<SharedState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -171,6 +180,9 @@ pub async fn refresh(
     Ok(Json(serde_json::to_value(tokens).unwrap_or_default()))
 }
 
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 200, description = "this sign-in's tokens no longer work", body = super::openapi::Message),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope)))]
 pub async fn logout(
     State(state): State<SharedState>,
     caller: Caller,
@@ -186,6 +198,9 @@ pub async fn logout(
     Ok(Json(json!({"message": "signed out; this session's access and refresh tokens no longer work"})))
 }
 
+#[utoipa::path(get, path = "/api/v1/auth/me", tag = "auth",
+    responses((status = 200, description = "the signed-in user", body = super::openapi::Me),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope)))]
 pub async fn me(State(state): State<SharedState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let user = sovd_projections::queries::user_by_id(&state.pool, caller.user_id).await?;
     let email = user.and_then(|u| u.email);

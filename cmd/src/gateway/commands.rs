@@ -21,12 +21,11 @@ use super::middleware::RequestId;
 use super::state::SharedState;
 use super::vehicles::{page, parse_uuid};
 
+/// The command as the API shows it, with where to watch it live.
 fn command_json(view: &CommandView) -> Value {
-    let mut value = serde_json::to_value(view).unwrap_or_default();
-    if let Value::Object(map) = &mut value {
-        map.insert("stream_url".into(), Value::String(format!("/ws/responses/{}", view.command_id)));
-    }
-    value
+    let mut view = view.clone();
+    view.stream_url = format!("/ws/responses/{}", view.command_id);
+    serde_json::to_value(view).unwrap_or_default()
 }
 
 /// What an `Idempotency-Key` remembers: the command it created and the request it came with.
@@ -81,6 +80,19 @@ async fn claim_key(state: &SharedState, key: &str, body: &JsonObject, fresh: Com
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/commands", tag = "commands",
+    request_body = super::openapi::SubmitRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retrying with the same key returns the same command")),
+    responses((status = 202, description = "accepted; watch it at stream_url", body = CommandView),
+        (status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "viewers may not submit", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "unknown vehicle", body = super::openapi::ErrorEnvelope),
+        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
+        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "invalid operation or parameters (the field is named)", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "too many submissions", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "NATS or Postgres unavailable", body = super::openapi::ErrorEnvelope)))]
 pub async fn submit(
     State(state): State<SharedState>,
     caller: Caller,
@@ -162,6 +174,7 @@ fn view_from_request(requested: &CommandRequested, correlation_id: &str) -> Comm
         correlation_id: Some(correlation_id.to_owned()),
         submitted_at: requested.requested_at,
         completed_at: None,
+        stream_url: String::new(),
     }
 }
 
@@ -185,6 +198,12 @@ pub(crate) async fn load(state: &SharedState, caller: &Caller, raw_id: &str) -> 
     view.filter(|v| caller.may_read_command_of(v.user_id)).ok_or_else(|| ApiError::command_not_found(id))
 }
 
+#[utoipa::path(get, path = "/api/v1/commands/{command_id}", tag = "commands",
+    params(("command_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "the command", body = CommandView),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such command (or not yours)", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn get(
     State(state): State<SharedState>,
     caller: Caller,
@@ -193,6 +212,12 @@ pub async fn get(
     Ok(Json(command_json(&load(&state, &caller, &command_id).await?)))
 }
 
+#[utoipa::path(get, path = "/api/v1/commands/{command_id}/responses", tag = "commands",
+    params(("command_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "its response chunks, in order", body = [ResponseView]),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such command (or not yours)", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn responses(
     State(state): State<SharedState>,
     caller: Caller,
@@ -202,15 +227,23 @@ pub async fn responses(
     Ok(Json(queries::list_responses(&state.pool, view.command_id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CommandQuery {
+    /// The vehicle's UUID.
     vehicle_id: Option<String>,
+    /// pending, in_progress, completed, failed, timed_out or cancelled.
     status: Option<String>,
+    /// A user's UUID (admins and viewers; engineers see only their own).
     user_id: Option<String>,
+    /// Submitted at or after (ISO 8601 date or date-time).
     start_date: Option<String>,
+    /// Submitted at or before (ISO 8601 date or date-time).
     end_date: Option<String>,
+    /// 1 to 100 (default 50).
     limit: Option<i64>,
+    /// Rows to skip (default 0).
     offset: Option<i64>,
     /// `csv` for a spreadsheet export of up to 10,000 rows.
     format: Option<String>,
@@ -233,6 +266,11 @@ pub fn parse_time(raw: &Option<String>, field: &str) -> Result<Option<OffsetDate
         .transpose()
 }
 
+#[utoipa::path(get, path = "/api/v1/commands", tag = "commands", params(CommandQuery),
+    responses((status = 200, description = "newest first; engineers see their own; X-Total-Count has the total", body = super::openapi::CommandPage),
+        (status = 400, description = "invalid query parameter", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "engineers may list only their own", body = super::openapi::ErrorEnvelope)))]
 pub async fn list(
     State(state): State<SharedState>,
     caller: Caller,
@@ -336,6 +374,14 @@ fn commands_csv(commands: &[CommandView]) -> String {
     out
 }
 
+#[utoipa::path(post, path = "/api/v1/commands/{command_id}/cancel", tag = "commands",
+    params(("command_id" = uuid::Uuid, Path)),
+    responses((status = 202, description = "cancellation requested; honoured between chunks", body = CommandView),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "viewers may not cancel", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such command (or not yours)", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "already ended", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn cancel(
     State(state): State<SharedState>,
     caller: Caller,
@@ -375,6 +421,9 @@ pub async fn cancel(
 }
 
 /// The operation catalogue, for clients that build their forms from it.
+#[utoipa::path(get, path = "/api/v1/operations", tag = "commands",
+    responses((status = 200, description = "the operation catalogue", body = [super::openapi::OperationInfo]),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope)))]
 pub async fn operations(_caller: Caller) -> Json<Value> {
     let operations: Vec<Value> = sovd_domain::catalogue::CATALOGUE
         .iter()
@@ -393,6 +442,9 @@ pub async fn operations(_caller: Caller) -> Json<Value> {
 }
 
 /// The dashboard figures; engineers see their own commands.
+#[utoipa::path(get, path = "/api/v1/stats", tag = "commands",
+    responses((status = 200, description = "dashboard figures", body = queries::Stats),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope)))]
 pub async fn stats(State(state): State<SharedState>, caller: Caller) -> Result<Json<queries::Stats>, ApiError> {
     let user = (caller.role == sovd_domain::Role::Engineer).then_some(caller.user_id);
     Ok(Json(queries::stats(&state.pool, user).await?))

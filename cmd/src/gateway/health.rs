@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 
 use super::state::SharedState;
 
+#[utoipa::path(get, path = "/health/live", tag = "health", security(()),
+    responses((status = 200, description = "the process runs", body = super::openapi::Health)))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
@@ -32,6 +34,9 @@ async fn check_postgres(state: &SharedState) -> Result<(), String> {
     }
 }
 
+#[utoipa::path(get, path = "/health/ready", tag = "health", security(()),
+    responses((status = 200, description = "NATS and Postgres answer", body = Object),
+        (status = 503, description = "a dependency is down; checks says which", body = Object)))]
 pub async fn ready(State(state): State<SharedState>) -> (StatusCode, Json<Value>) {
     let (nats, postgres) = tokio::join!(check_nats(&state), check_postgres(&state));
     let ok = nats.is_ok() && postgres.is_ok();

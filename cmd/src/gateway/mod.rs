@@ -8,6 +8,7 @@ pub mod extract;
 pub mod health;
 pub mod jwt;
 pub mod middleware;
+pub mod openapi;
 pub mod ratelimit;
 pub mod sessions;
 pub mod state;
@@ -77,6 +78,9 @@ pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::spec))
+        .route("/docs", get(openapi::docs))
+        .route("/ui/docs.js", get(openapi::docs_js))
         .route("/", get(ui::index))
         .route("/ui/app.js", get(ui::app_js))
         .route("/ui/app.css", get(ui::app_css))

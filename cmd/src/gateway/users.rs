@@ -50,10 +50,20 @@ async fn existing(state: &SharedState, raw_id: &str) -> Result<UserView, ApiErro
     queries::get_user(&state.pool, id).await?.ok_or_else(|| ApiError::user_not_found(id))
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users",
+    responses((status = 200, description = "every user", body = [UserView]),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope)))]
 pub async fn list(State(state): State<SharedState>, _admin: Admin) -> Result<Json<Vec<UserView>>, ApiError> {
     Ok(Json(queries::list_users(&state.pool).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = super::openapi::CreateUserRequest,
+    responses((status = 201, description = "created", body = UserView),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "username taken", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "invalid field (named)", body = super::openapi::ErrorEnvelope)))]
 pub async fn create(
     State(state): State<SharedState>,
     admin: Admin,
@@ -83,6 +93,14 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{user_id}", tag = "users", request_body = super::openapi::UpdateUserRequest,
+    params(("user_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "changed; the user's sessions end", body = UserView),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "refused (for example your own account)", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "invalid field (named)", body = super::openapi::ErrorEnvelope)))]
 pub async fn update(
     State(state): State<SharedState>,
     admin: Admin,
@@ -121,6 +139,13 @@ pub async fn update(
     Ok(Json(user))
 }
 
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/reset-password", tag = "users",
+    request_body = super::openapi::ResetPasswordRequest, params(("user_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "reset; the user's sessions end", body = super::openapi::Message),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "invalid field (named)", body = super::openapi::ErrorEnvelope)))]
 pub async fn reset_password(
     State(state): State<SharedState>,
     admin: Admin,

@@ -12,12 +12,17 @@ use super::error::ApiError;
 use super::extract::{ApiQuery, Caller};
 use super::state::SharedState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VehicleQuery {
+    /// connected, disconnected or error.
     status: Option<String>,
+    /// Part of the VIN, any case.
     search: Option<String>,
+    /// 1 to 100 (default 50).
     limit: Option<i64>,
+    /// Rows to skip (default 0).
     offset: Option<i64>,
 }
 
@@ -33,6 +38,11 @@ pub fn page(limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiEr
     Ok((limit, offset))
 }
 
+#[utoipa::path(get, path = "/api/v1/vehicles", tag = "vehicles", params(VehicleQuery),
+    responses((status = 200, description = "vehicles by VIN; X-Total-Count has the total", body = [VehicleView]),
+        (status = 400, description = "invalid query parameter", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "too many requests", body = super::openapi::ErrorEnvelope)))]
 pub async fn list(
     State(state): State<SharedState>,
     _caller: Caller,
@@ -67,6 +77,12 @@ async fn find(state: &SharedState, vehicle_id: &str) -> Result<VehicleView, ApiE
     queries::get_vehicle(&state.pool, id).await?.ok_or_else(|| ApiError::vehicle_not_found(id))
 }
 
+#[utoipa::path(get, path = "/api/v1/vehicles/{vehicle_id}", tag = "vehicles",
+    params(("vehicle_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "the vehicle", body = VehicleView),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such vehicle", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn get(
     State(state): State<SharedState>,
     _caller: Caller,
@@ -75,6 +91,12 @@ pub async fn get(
     Ok(Json(find(&state, &vehicle_id).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/vehicles/{vehicle_id}/status", tag = "vehicles",
+    params(("vehicle_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "connectivity", body = super::openapi::VehicleStatus),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such vehicle", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn status(
     State(state): State<SharedState>,
     _caller: Caller,
