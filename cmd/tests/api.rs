@@ -69,12 +69,7 @@ async fn a_late_subscriber_gets_every_chunk_and_can_resume_from_a_sequence() {
     let token = stack.login(ENGINEER).await;
     let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
     let id = command["command_id"].as_str().unwrap().to_owned();
-    stack
-        .wait_until(|| async {
-            let c: Value = stack.get(&token, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
-            c["status"] == "completed"
-        })
-        .await;
+    stack.wait_completed(&token, &id).await;
 
     let url = stack.ws_url(&format!("/ws/responses/{id}?token={token}"));
     let (events, _) = read_ws(&url).await;
@@ -240,10 +235,5 @@ async fn when_postgres_goes_away_reads_say_so_and_recover_by_themselves() {
     stack.wait_for_readiness(200).await;
     let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
     let id = command["command_id"].as_str().unwrap().to_owned();
-    stack
-        .wait_until(|| async {
-            let c: Value = stack.get(&token, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
-            c["status"] == "completed"
-        })
-        .await;
+    stack.wait_completed(&token, &id).await;
 }

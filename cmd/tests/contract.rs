@@ -35,16 +35,7 @@ async fn every_row_of_the_old_contract_answers_with_its_status_and_field_names()
     let stack = Stack::start().await;
 
     // POST /auth/login
-    let login: Value = stack
-        .http
-        .post(stack.url("/api/v1/auth/login"))
-        .json(&json!({"username": "engineer", "password": "engineer123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login: Value = stack.login_as("engineer", "engineer123").await.json().await.unwrap();
     has_fields(&login, &["access_token", "refresh_token", "token_type", "expires_in"]);
     assert_eq!((login["token_type"].as_str(), login["expires_in"].as_i64()), (Some("bearer"), Some(900)));
     let token = login["access_token"].as_str().unwrap().to_owned();
@@ -201,13 +192,7 @@ async fn every_role_against_every_endpoint() {
         .as_str()
         .unwrap()
         .to_owned();
-    stack
-        .wait_until(|| async {
-            let c: Value =
-                stack.get(&admin, &format!("/api/v1/commands/{}", f.admins_command)).await.json().await.unwrap();
-            c["status"] == "completed"
-        })
-        .await;
+    stack.wait_completed(&admin, &f.admins_command).await;
 
     // (method, path, body, [anonymous, viewer, engineer, admin])
     let cmd = &f.admins_command;

@@ -8,31 +8,12 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn login_pair(stack: &Stack, who: (&str, &str)) -> (String, String) {
-    let body: Value = stack
-        .http
-        .post(stack.url("/api/v1/auth/login"))
-        .json(&json!({"username": who.0, "password": who.1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = stack.login_as(who.0, who.1).await.json().await.unwrap();
     (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
 }
 
 async fn refresh(stack: &Stack, token: &str) -> reqwest::Response {
     stack.http.post(stack.url("/api/v1/auth/refresh")).json(&json!({"refresh_token": token})).send().await.unwrap()
-}
-
-async fn login_as(stack: &Stack, username: &str, password: &str) -> reqwest::Response {
-    stack
-        .http
-        .post(stack.url("/api/v1/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -81,11 +62,11 @@ async fn five_failed_sign_ins_lock_a_name_and_unknown_names_get_the_same_answer(
     let stack = Stack::start().await;
     stack.login(ENGINEER).await;
     for _ in 0..5 {
-        assert_envelope(login_as(&stack, "engineer", "wrong-password").await, 401, "AUTH_001", "invalid").await;
-        assert_envelope(login_as(&stack, "nobody", "wrong-password").await, 401, "AUTH_001", "invalid").await;
+        assert_envelope(stack.login_as("engineer", "wrong-password").await, 401, "AUTH_001", "invalid").await;
+        assert_envelope(stack.login_as("nobody", "wrong-password").await, 401, "AUTH_001", "invalid").await;
     }
-    let locked = login_as(&stack, "engineer", "engineer123").await;
-    let locked_unknown = login_as(&stack, "nobody", "engineer123").await;
+    let locked = stack.login_as("engineer", "engineer123").await;
+    let locked_unknown = stack.login_as("nobody", "engineer123").await;
     assert_eq!(locked.status(), locked_unknown.status());
     let a: Value = locked.json().await.unwrap();
     let b: Value = locked_unknown.json().await.unwrap();
@@ -93,7 +74,7 @@ async fn five_failed_sign_ins_lock_a_name_and_unknown_names_get_the_same_answer(
     assert_eq!(a["error"]["message"], b["error"]["message"], "the answer does not tell which names exist");
     assert!(a["error"]["message"].as_str().unwrap().contains("15 minute"), "{a}");
     // Other users are not affected.
-    assert_eq!(login_as(&stack, "admin", "admin123").await.status(), 200);
+    assert_eq!(stack.login_as("admin", "admin123").await.status(), 200);
 }
 
 #[tokio::test]
@@ -184,8 +165,8 @@ async fn admins_manage_users_and_every_change_takes_effect_at_once() {
         .await
         .unwrap();
     assert_eq!(deactivate.status(), 200);
-    stack.wait_until(|| async { login_as(&stack, "vera", "vera-pass-NEW").await.status() == 401 }).await;
-    assert_envelope(login_as(&stack, "vera", "vera-pass-NEW").await, 401, "AUTH_006", "deactivated").await;
+    stack.wait_until(|| async { stack.login_as("vera", "vera-pass-NEW").await.status() == 401 }).await;
+    assert_envelope(stack.login_as("vera", "vera-pass-NEW").await, 401, "AUTH_006", "deactivated").await;
 
     let users: Vec<Value> = stack.get(&admin, "/api/v1/users").await.json().await.unwrap();
     let vera = users.iter().find(|u| u["username"] == "vera").unwrap();
@@ -225,8 +206,8 @@ async fn rate_limits_answer_429_with_retry_after_and_spare_admins() {
         assert_eq!(stack.submit(&admin, body.clone()).await.status(), 202, "admins are exempt");
     }
     // Sign-in is limited per client address (two sign-ins above, one more allowed).
-    assert_eq!(login_as(&stack, "engineer", "engineer123").await.status(), 200);
-    assert_envelope(login_as(&stack, "engineer", "engineer123").await, 429, "RATE_001", "too many").await;
+    assert_eq!(stack.login_as("engineer", "engineer123").await.status(), 200);
+    assert_envelope(stack.login_as("engineer", "engineer123").await, 429, "RATE_001", "too many").await;
 }
 
 #[tokio::test]
@@ -263,12 +244,7 @@ async fn a_finished_command_cannot_be_cancelled() {
     let body = json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10"}});
     let command: Value = stack.submit(&token, body).await.json().await.unwrap();
     let id = command["command_id"].as_str().unwrap().to_owned();
-    stack
-        .wait_until(|| async {
-            let c: Value = stack.get(&token, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
-            c["status"] == "completed"
-        })
-        .await;
+    stack.wait_completed(&token, &id).await;
     let cancel = stack.http.post(stack.url(&format!("/api/v1/commands/{id}/cancel"))).bearer_auth(&token).send().await;
     assert_envelope(cancel.unwrap(), 409, "VEH_303", "completed").await;
 }
@@ -278,7 +254,7 @@ async fn the_audit_trail_shows_sign_ins_submits_and_outcomes_to_admins_only() {
     let stack = Stack::start().await;
     let engineer = stack.login(ENGINEER).await;
     let admin = stack.login(ADMIN).await;
-    let _ = login_as(&stack, "engineer", "not-the-password").await;
+    let _ = stack.login_as("engineer", "not-the-password").await;
     let body = json!({"command_name": "ReadDTC", "vehicle_id": VIN, "command_params": {"ecuAddress": "0x10"}});
     let command: Value = stack.submit(&engineer, body).await.json().await.unwrap();
     let target = format!("command:{}", command["command_id"].as_str().unwrap());
@@ -358,7 +334,7 @@ async fn operators_manage_users_from_the_command_line() {
 
     assert!(sovd(&["deactivate", "carol"]).await.unwrap().status.success());
     stack.wait_until(|| async { stack.get(&carol, "/api/v1/auth/me").await.status() == 401 }).await;
-    stack.wait_until(|| async { login_as(&stack, "carol", "carol-pass-1").await.status() == 401 }).await;
+    stack.wait_until(|| async { stack.login_as("carol", "carol-pass-1").await.status() == 401 }).await;
     let listed = sovd(&["list"]).await.unwrap();
     let listing = String::from_utf8_lossy(&listed.stdout);
     assert!(listing.lines().any(|l| l.starts_with("carol") && l.contains("deactivated")), "{listing}");

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sovd_projections::queries::{self, AuditFilter};
 
-use super::commands::{csv_field, csv_response, parse_time};
+use super::commands::parse_time;
+use super::csv;
 use super::error::ApiError;
 use super::extract::{Admin, ApiQuery};
 use super::state::SharedState;
-use super::vehicles::page;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -46,12 +46,7 @@ pub async fn list(
     _admin: Admin,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => return Err(ApiError::invalid_query(format!("format must be json or csv, got {other:?}"))),
-    };
-    let (limit, offset) = if csv { (10_000, 0) } else { page(query.limit, query.offset)? };
+    let (csv, limit, offset) = csv::listing(query.format.as_deref(), query.limit, query.offset)?;
     let filter = AuditFilter {
         from: parse_time(&query.from, "from")?,
         to: parse_time(&query.to, "to")?,
@@ -63,11 +58,9 @@ pub async fn list(
     };
     let (entries, total) = queries::list_audit(&state.pool, &filter).await?;
     if csv {
-        let mut out = String::from(
-            "occurred_at,actor,actor_name,action,target,vin,details,correlation_id,stream,stream_sequence\n",
-        );
-        for e in &entries {
-            let row = [
+        let header = "occurred_at,actor,actor_name,action,target,vin,details,correlation_id,stream,stream_sequence";
+        let rows = entries.iter().map(|e| {
+            vec![
                 e.occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
                 e.actor.clone(),
                 e.actor_name.clone().unwrap_or_default(),
@@ -78,11 +71,9 @@ pub async fn list(
                 e.correlation_id.clone(),
                 e.stream.clone(),
                 e.stream_sequence.to_string(),
-            ];
-            out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-            out.push('\n');
-        }
-        return Ok(csv_response("audit.csv", &out));
+            ]
+        });
+        return Ok(csv::response("audit.csv", &csv::document(header, rows)));
     }
     let mut response = Json(json!({"entries": entries, "limit": limit, "offset": offset})).into_response();
     response.headers_mut().insert("x-total-count", HeaderValue::from(total));

@@ -68,11 +68,7 @@ fn locked_error(until: OffsetDateTime) -> ApiError {
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
     request_body = super::openapi::LoginRequest,
-    responses((status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "a field is missing, of the wrong type or unknown (named)", body = super::openapi::ErrorEnvelope),
-        (status = 200, description = "signed in", body = super::openapi::TokenResponse),
+    responses(super::openapi::BodyErrors, (status = 200, description = "signed in", body = super::openapi::TokenResponse),
         (status = 401, description = "wrong credentials (AUTH_001), deactivated or locked (AUTH_006)", body = super::openapi::ErrorEnvelope),
         (status = 429, description = "too many sign-ins from this address", body = super::openapi::ErrorEnvelope)))]
 pub async fn login(
@@ -145,11 +141,7 @@ pub async fn login(
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(()),
     request_body = super::openapi::RefreshRequest,
-    responses((status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "a field is missing, of the wrong type or unknown (named)", body = super::openapi::ErrorEnvelope),
-        (status = 200, description = "a new token pair; the old refresh token stops working", body = super::openapi::TokenResponse),
+    responses(super::openapi::BodyErrors, (status = 200, description = "a new token pair; the old refresh token stops working", body = super::openapi::TokenResponse),
         (status = 401, description = "invalid, expired, revoked or reused refresh token", body = super::openapi::ErrorEnvelope)))]
 pub async fn refresh(
     State(state): State<SharedState>,

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -15,11 +15,12 @@ use sovd_projections::queries::{self, CommandFilter, CommandView, ResponseView};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::csv;
 use super::error::ApiError;
 use super::extract::{ApiQuery, Caller, JsonObject};
 use super::middleware::RequestId;
 use super::state::SharedState;
-use super::vehicles::{page, parse_uuid};
+use super::vehicles::parse_uuid;
 
 /// The command as the API shows it, with where to watch it live.
 fn command_json(view: &CommandView) -> Value {
@@ -276,12 +277,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(query): ApiQuery<CommandQuery>,
 ) -> Result<Response, ApiError> {
-    let csv = match query.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(other) => return Err(ApiError::invalid_query(format!("format must be json or csv, got {other:?}"))),
-    };
-    let (limit, offset) = if csv { (10_000, 0) } else { page(query.limit, query.offset)? };
+    let (csv, limit, offset) = csv::listing(query.format.as_deref(), query.limit, query.offset)?;
     if let Some(status) = &query.status
         && CommandStatus::parse(status).is_none()
     {
@@ -317,7 +313,7 @@ pub async fn list(
     };
     let commands = queries::list_commands(&state.pool, &filter).await?;
     if csv {
-        return Ok(csv_response("commands.csv", &commands_csv(&commands)));
+        return Ok(csv::response("commands.csv", &commands_csv(&commands)));
     }
     let total = queries::count_commands(&state.pool, &filter).await?;
     let mut response = Json(json!({
@@ -330,48 +326,28 @@ pub async fn list(
     Ok(response)
 }
 
-/// One CSV field, quoted when it needs to be. Cells that a spreadsheet would run as a formula
-/// are prefixed with a quote.
-pub fn csv_field(raw: &str) -> String {
-    let value = if raw.starts_with(['=', '+', '-', '@']) { format!("'{raw}") } else { raw.to_owned() };
-    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
-}
-
-pub fn csv_response(filename: &str, body: &str) -> Response {
-    let mut response = body.to_owned().into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    response
-}
-
 fn rfc3339(t: Option<OffsetDateTime>) -> String {
     t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()).unwrap_or_default()
 }
 
 fn commands_csv(commands: &[CommandView]) -> String {
-    let mut out = String::from(
-        "command_id,submitted_at,completed_at,user_id,vehicle_id,vin,command_name,command_params,status,error_message\n",
-    );
-    for c in commands {
-        let row = [
-            c.command_id.to_string(),
-            rfc3339(Some(c.submitted_at)),
-            rfc3339(c.completed_at),
-            c.user_id.to_string(),
-            c.vehicle_id.to_string(),
-            c.vin.clone(),
-            c.command_name.clone(),
-            c.command_params.to_string(),
-            c.status.clone(),
-            c.error_message.clone().unwrap_or_default(),
-        ];
-        out.push_str(&row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        out.push('\n');
-    }
-    out
+    csv::document(
+        "command_id,submitted_at,completed_at,user_id,vehicle_id,vin,command_name,command_params,status,error_message",
+        commands.iter().map(|c| {
+            vec![
+                c.command_id.to_string(),
+                rfc3339(Some(c.submitted_at)),
+                rfc3339(c.completed_at),
+                c.user_id.to_string(),
+                c.vehicle_id.to_string(),
+                c.vin.clone(),
+                c.command_name.clone(),
+                c.command_params.to_string(),
+                c.status.clone(),
+                c.error_message.clone().unwrap_or_default(),
+            ]
+        }),
+    )
 }
 
 #[utoipa::path(post, path = "/api/v1/commands/{command_id}/cancel", tag = "commands",

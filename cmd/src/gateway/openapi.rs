@@ -28,6 +28,19 @@ pub struct ErrorBody {
     path: String,
 }
 
+/// How any endpoint that takes a JSON body refuses a bad one.
+#[derive(utoipa::IntoResponses)]
+pub enum BodyErrors {
+    #[response(status = 400, description = "malformed JSON")]
+    BadJson(ErrorEnvelope),
+    #[response(status = 413, description = "body over 64 KiB")]
+    TooLarge(ErrorEnvelope),
+    #[response(status = 415, description = "not application/json")]
+    NotJson(ErrorEnvelope),
+    #[response(status = 422, description = "a field is missing, of the wrong type or unknown (named)")]
+    Invalid(ErrorEnvelope),
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct LoginRequest {
     username: String,

@@ -59,11 +59,7 @@ pub async fn list(State(state): State<SharedState>, _admin: Admin) -> Result<Jso
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = super::openapi::CreateUserRequest,
-    responses((status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "a field is missing, of the wrong type or unknown (named)", body = super::openapi::ErrorEnvelope),
-        (status = 201, description = "created", body = UserView),
+    responses(super::openapi::BodyErrors, (status = 201, description = "created", body = UserView),
         (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
         (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
         (status = 409, description = "username taken", body = super::openapi::ErrorEnvelope)))]
@@ -98,11 +94,7 @@ pub async fn create(
 
 #[utoipa::path(patch, path = "/api/v1/users/{user_id}", tag = "users", request_body = super::openapi::UpdateUserRequest,
     params(("user_id" = uuid::Uuid, Path)),
-    responses((status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "a field is missing, of the wrong type or unknown (named)", body = super::openapi::ErrorEnvelope),
-        (status = 200, description = "changed; the user's sessions end", body = UserView),
+    responses(super::openapi::BodyErrors, (status = 200, description = "changed; the user's sessions end", body = UserView),
         (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
         (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
         (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope),
@@ -147,11 +139,7 @@ pub async fn update(
 
 #[utoipa::path(post, path = "/api/v1/users/{user_id}/reset-password", tag = "users",
     request_body = super::openapi::ResetPasswordRequest, params(("user_id" = uuid::Uuid, Path)),
-    responses((status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "a field is missing, of the wrong type or unknown (named)", body = super::openapi::ErrorEnvelope),
-        (status = 200, description = "reset; the user's sessions end", body = super::openapi::Message),
+    responses(super::openapi::BodyErrors, (status = 200, description = "reset; the user's sessions end", body = super::openapi::Message),
         (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
         (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
         (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope)))]

@@ -191,6 +191,25 @@ impl Stack {
         .await
     }
 
+    /// Waits until the read model shows the command `completed`.
+    pub async fn wait_completed(&self, token: &str, command_id: &str) {
+        self.wait_until(|| async {
+            let c: Value = self.get(token, &format!("/api/v1/commands/{command_id}")).await.json().await.unwrap();
+            c["status"] == "completed"
+        })
+        .await;
+    }
+
+    /// A sign-in attempt, whatever its answer.
+    pub async fn login_as(&self, username: &str, password: &str) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn submit(&self, token: &str, body: Value) -> reqwest::Response {
         self.http.post(self.url("/api/v1/commands")).bearer_auth(token).json(&body).send().await.unwrap()
     }
