@@ -105,9 +105,19 @@ pub struct ConnectorOptions {
     /// Name of this connector in the log; defaults to host name and process id.
     #[arg(long, env = "SOVD_CONNECTOR_NAME")]
     pub connector_name: Option<String>,
-    /// Simulated vehicles: delay before each answer chunk, in milliseconds.
-    #[arg(long, env = "SOVD_SIM_CHUNK_DELAY_MS", default_value_t = 50)]
-    pub sim_chunk_delay_ms: u64,
+    /// The simulated fleet: vehicles, latency, faults and seed (JSON; see deploy/local/fleet.json,
+    /// which is also the built-in default).
+    #[arg(long, env = "SOVD_FLEET_FILE")]
+    pub fleet_file: Option<std::path::PathBuf>,
+    /// Generate this many simulated vehicles on top of the fleet file's (benchmarks use 1,000+).
+    #[arg(long, env = "SOVD_SIM_VEHICLES")]
+    pub sim_vehicles: Option<u32>,
+    /// Override the fleet file's delay before each answer chunk, in milliseconds.
+    #[arg(long, env = "SOVD_SIM_CHUNK_DELAY_MS")]
+    pub sim_chunk_delay_ms: Option<u64>,
+    /// Override the fleet file's seed (faults and jitter repeat under the same seed).
+    #[arg(long, env = "SOVD_SIM_SEED")]
+    pub sim_seed: Option<u64>,
     /// Seconds a vehicle may take for one command before it times out.
     #[arg(long, env = "SOVD_COMMAND_TIMEOUT_SECS", default_value_t = 30)]
     pub command_timeout_secs: u64,

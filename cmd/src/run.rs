@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sovd_connector::consumer::{self, ConsumerConfig};
-use sovd_connector::{CommandWorker, SimConfig, SimulatedFleet, WorkerConfig};
-use sovd_domain::events::{VehicleConnected, VehicleDisconnected};
-use sovd_domain::{Event, Vin};
-use sovd_nats::{AppendOptions, EventMeta, EventStore, StreamName, Subject};
+use sovd_connector::{CommandWorker, FleetConfig, SimulatedFleet, WorkerConfig};
+use sovd_nats::EventStore;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
@@ -20,7 +18,6 @@ use crate::gateway::ratelimit::{RateLimiter, RateLimits};
 use crate::gateway::sessions::Sessions;
 use crate::gateway::{self, AppState, AuthPolicy};
 use crate::metrics::Metrics;
-use crate::seed;
 use sovd_nats::kv::Buckets;
 
 pub struct Deps {
@@ -145,46 +142,26 @@ pub fn spawn_projector(deps: &Deps, shutdown: &watch::Receiver<bool>) -> Vec<tok
         .collect()
 }
 
-/// The simulated fleet: the seed vehicles, registered and announced on SOVD_FLEET.
+/// The simulated fleet from the fleet file (or the built-in one) and the overriding flags,
+/// registered and announced on SOVD_FLEET.
 pub async fn simulated_fleet(store: &EventStore, options: &ConnectorOptions) -> anyhow::Result<Arc<SimulatedFleet>> {
-    let fleet = SimulatedFleet::new(SimConfig { chunk_delay: Duration::from_millis(options.sim_chunk_delay_ms) });
-    seed::seed_vehicles(store).await?;
-    for vehicle in &seed::VEHICLES {
-        let vin = Vin::parse(vehicle.vin)?;
-        fleet.add_vehicle(vin.clone(), vehicle.connected);
-        announce(store, &vin, vehicle.connected).await?;
+    let mut config = match &options.fleet_file {
+        Some(path) => FleetConfig::load(path)?,
+        None => FleetConfig::builtin(),
+    };
+    if let Some(count) = options.sim_vehicles {
+        config.generate = count;
     }
+    if let Some(delay) = options.sim_chunk_delay_ms {
+        config.latency.base_ms = delay;
+        config.latency.jitter_ms = config.latency.jitter_ms.min(delay);
+    }
+    if let Some(seed) = options.sim_seed {
+        config.seed = seed;
+    }
+    let fleet = SimulatedFleet::new(config.sim_config());
+    sovd_connector::fleet::register(store, &fleet, &config.all_vehicles()).await?;
     Ok(Arc::new(fleet))
-}
-
-/// Records the vehicle's connectivity if the log says otherwise.
-async fn announce(store: &EventStore, vin: &Vin, connected: bool) -> anyhow::Result<()> {
-    let subject = Subject::vehicle(vin);
-    let last = store.last_on_subject(StreamName::Fleet, subject.as_str()).await?;
-    let logged = match last.as_ref().map(|l| &l.event) {
-        Some(Event::VehicleConnected(_)) => Some(true),
-        Some(Event::VehicleDisconnected(_)) => Some(false),
-        _ => None,
-    };
-    if logged == Some(connected) {
-        return Ok(());
-    }
-    let at = time::OffsetDateTime::now_utc();
-    let event = if connected {
-        Event::VehicleConnected(VehicleConnected { vin: vin.clone(), at })
-    } else {
-        Event::VehicleDisconnected(VehicleDisconnected {
-            vin: vin.clone(),
-            reason: "simulated vehicle is offline".into(),
-            at,
-        })
-    };
-    let expected = last.map_or(0, |l| l.stream_sequence);
-    // A conflict means another connector announced first; its word stands.
-    let _ = store
-        .append(&subject, &event, &EventMeta::new("fleet", "connector"), AppendOptions::expect_last(expected))
-        .await;
-    Ok(())
 }
 
 pub fn connector_name(options: &ConnectorOptions) -> String {

@@ -1,55 +1,12 @@
-//! Seed data of the old system: 4 vehicles and 2 users, appended as events once.
+//! Seed users of the old system, appended as events once (the seed vehicles are the
+//! simulated fleet's: deploy/local/fleet.json).
 //! Each append expects an empty subject, so seeding again is a no-op.
 
-use sovd_domain::events::{UserCreated, VehicleRegistered};
-use sovd_domain::{Event, Role, UserId, VehicleId, Vin};
+use sovd_domain::events::UserCreated;
+use sovd_domain::{Event, Role, UserId};
 use sovd_nats::{AppendError, AppendOptions, EventMeta, EventStore, Subject};
 use time::OffsetDateTime;
 use uuid::Uuid;
-
-pub struct SeedVehicle {
-    pub vehicle_id: Uuid,
-    pub vin: &'static str,
-    pub make: &'static str,
-    pub model: &'static str,
-    pub year: u16,
-    pub connected: bool,
-}
-
-pub const VEHICLES: [SeedVehicle; 4] = [
-    SeedVehicle {
-        vehicle_id: Uuid::from_u128(0x50e0_0000_0000_4000_8000_0000_0000_0001),
-        vin: "1HGBH41JXMN109186",
-        make: "Tesla",
-        model: "Model 3",
-        year: 2023,
-        connected: true,
-    },
-    SeedVehicle {
-        vehicle_id: Uuid::from_u128(0x50e0_0000_0000_4000_8000_0000_0000_0002),
-        vin: "5YJSA1E14HF123456",
-        make: "Tesla",
-        model: "Model S",
-        year: 2022,
-        connected: true,
-    },
-    SeedVehicle {
-        vehicle_id: Uuid::from_u128(0x50e0_0000_0000_4000_8000_0000_0000_0003),
-        vin: "WBADT43452G123456",
-        make: "BMW",
-        model: "i4",
-        year: 2024,
-        connected: false,
-    },
-    SeedVehicle {
-        vehicle_id: Uuid::from_u128(0x50e0_0000_0000_4000_8000_0000_0000_0004),
-        vin: "WAUZZZ8V8KA123456",
-        make: "Audi",
-        model: "e-tron GT",
-        year: 2023,
-        connected: true,
-    },
-];
 
 pub const USERS: [(Uuid, &str, &str, Role); 2] = [
     (Uuid::from_u128(0x50e0_0000_0000_4000_8000_0000_0000_00a1), "admin", "admin123", Role::Admin),
@@ -63,27 +20,6 @@ async fn append_once(store: &EventStore, subject: &Subject, event: Event) -> Res
         Err(AppendError::Conflict { .. }) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// Registers the seed vehicles (the simulated fleet).
-pub async fn seed_vehicles(store: &EventStore) -> anyhow::Result<()> {
-    let now = OffsetDateTime::now_utc();
-    for v in &VEHICLES {
-        let vin = Vin::parse(v.vin)?;
-        let event = Event::VehicleRegistered(VehicleRegistered {
-            vehicle_id: VehicleId::from_uuid(v.vehicle_id),
-            vin: vin.clone(),
-            make: v.make.into(),
-            model: v.model.into(),
-            year: v.year,
-            metadata_json: r#"{"seed":true}"#.into(),
-            registered_at: now,
-        });
-        if append_once(store, &Subject::vehicle(&vin), event).await? {
-            tracing::info!(vin = %vin, "seeded vehicle");
-        }
-    }
-    Ok(())
 }
 
 /// Creates the seed users (`sovd dev` only: production users come from `sovd user add`).

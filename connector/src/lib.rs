@@ -5,10 +5,11 @@
 //! terminal event. Depends on `sovd-domain` and `sovd-nats`; never on projections or HTTP.
 
 pub mod consumer;
+pub mod fleet;
 pub mod sim;
 pub mod transport;
 pub mod worker;
 
-pub use sim::{SimConfig, SimulatedFleet};
+pub use sim::{FleetConfig, SimConfig, SimulatedFleet};
 pub use transport::{TransportError, VehicleTransport};
 pub use worker::{CommandWorker, Handled, WorkerConfig};

@@ -15,6 +15,23 @@ pub enum TransportError {
     NegativeResponse { code: u8, name: &'static str },
     #[error("vehicle sent a malformed answer: {0}")]
     Malformed(String),
+    #[error("the connection to the vehicle dropped after {after_chunks} chunk(s)")]
+    Dropped { after_chunks: usize },
+    #[error("the vehicle has no ECU at {0}")]
+    NoSuchEcu(String),
+}
+
+impl TransportError {
+    /// Worth trying again: the fault may be gone next time.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Malformed(_) | Self::Dropped { .. })
+    }
+
+    /// The request may have reached the ECU. Only a failure that says it did not lets a
+    /// non-idempotent operation be tried again.
+    pub fn may_have_executed(&self) -> bool {
+        !matches!(self, Self::Unreachable(_) | Self::NotConnected(_) | Self::NoSuchEcu(_))
+    }
 }
 
 /// One answer chunk from the vehicle.

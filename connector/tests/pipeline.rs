@@ -25,7 +25,7 @@ fn other_vin() -> Vin {
 }
 
 fn fleet(chunk_delay: Duration) -> Arc<SimulatedFleet> {
-    let fleet = SimulatedFleet::new(SimConfig { chunk_delay });
+    let fleet = SimulatedFleet::new(SimConfig { chunk_delay, ..Default::default() });
     fleet.add_vehicle(vin(), true);
     fleet.add_vehicle(other_vin(), true);
     fleet.add_vehicle(Vin::parse("WBADT43452G123456").unwrap(), false);

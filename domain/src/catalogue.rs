@@ -1,31 +1,73 @@
 //! The operation catalogue: which diagnostic operations exist, their parameters and rules.
 //!
-//! One table ([`CATALOGUE`]) drives validation here and, later, the forms in the UI, so the
-//! browser and the server can never disagree about what a valid request is.
+//! One table ([`CATALOGUE`]) drives validation here and the forms in the UI (through
+//! `GET /api/v1/operations`), so the browser and the server never disagree about what a valid
+//! request is. Operations follow UDS (ISO 14229) services.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::ids::{DataId, DtcCode, EcuAddress, IdError};
+use crate::ids::{DataId, DtcCode, EcuAddress, HexData, IdError, RoutineId, StatusMask};
 
-/// The kind of value a parameter holds; each kind has one parser in [`crate::ids`].
+/// The kind of value a parameter holds; each kind has one parser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ParamKind {
     EcuAddress,
     DataId,
     DtcCode,
+    RoutineId,
+    StatusMask,
+    HexData,
+    /// One of a fixed list of words.
+    Choice(&'static [&'static str]),
 }
 
 impl ParamKind {
     /// The format a user must type, as shown in error messages and form hints.
-    pub fn format(&self) -> &'static str {
+    pub fn format(&self) -> String {
         match self {
-            Self::EcuAddress => "0x followed by 2 hex digits, e.g. 0x10",
-            Self::DataId => "0x followed by 4 hex digits, e.g. 0x010C",
-            Self::DtcCode => "P followed by 4 hex digits, e.g. P0420",
+            Self::EcuAddress => "0x followed by 2 hex digits, e.g. 0x10".into(),
+            Self::DataId => "0x followed by 4 hex digits, e.g. 0x010C".into(),
+            Self::DtcCode => "P followed by 4 hex digits, e.g. P0420".into(),
+            Self::RoutineId => "0x followed by 4 hex digits, e.g. 0xFF00".into(),
+            Self::StatusMask => "0x followed by 2 hex digits (ISO 14229 status bits), e.g. 0x08 = confirmed".into(),
+            Self::HexData => "0x followed by 1 to 64 bytes in hex, e.g. 0x0A1B".into(),
+            Self::Choice(words) => format!("one of {}", words.join(", ")),
+        }
+    }
+
+    /// A regular expression for the same rule, for clients that check before sending.
+    pub fn pattern(&self) -> String {
+        match self {
+            Self::EcuAddress | Self::StatusMask => "^0x[0-9A-Fa-f]{2}$".into(),
+            Self::DataId | Self::RoutineId => "^0x[0-9A-Fa-f]{4}$".into(),
+            Self::DtcCode => "^P[0-9A-Fa-f]{4}$".into(),
+            Self::HexData => "^0x([0-9A-Fa-f]{2}){1,64}$".into(),
+            Self::Choice(words) => format!("^({})$", words.join("|")),
+        }
+    }
+
+    /// The name clients see (`ecu_address`, ..., `choice`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::EcuAddress => "ecu_address",
+            Self::DataId => "data_id",
+            Self::DtcCode => "dtc_code",
+            Self::RoutineId => "routine_id",
+            Self::StatusMask => "status_mask",
+            Self::HexData => "hex_data",
+            Self::Choice(_) => "choice",
+        }
+    }
+
+    pub fn choices(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Choice(words) => Some(words),
+            _ => None,
         }
     }
 }
@@ -42,12 +84,15 @@ pub struct OperationSpec {
     pub name: OperationName,
     pub description: &'static str,
     pub params: &'static [ParamSpec],
-    /// Safe to execute twice (a redelivered command may run again); false means the
-    /// connector must never run it a second time.
+    /// Safe to execute twice (a redelivered command may run again). False when any form of
+    /// the operation changes the vehicle; the connector never runs such a command twice.
     pub idempotent: bool,
 }
 
 const ECU: ParamSpec = ParamSpec { name: "ecuAddress", kind: ParamKind::EcuAddress, required: true };
+const ROUTINE_ACTIONS: &[&str] = &["start", "stop", "results"];
+const RESET_TYPES: &[&str] = &["hard", "keyOffOn", "soft"];
+const SESSIONS: &[&str] = &["default", "programming", "extended"];
 
 pub const CATALOGUE: &[OperationSpec] = &[
     OperationSpec {
@@ -68,31 +113,88 @@ pub const CATALOGUE: &[OperationSpec] = &[
         params: &[ECU, ParamSpec { name: "dataId", kind: ParamKind::DataId, required: true }],
         idempotent: true,
     },
+    OperationSpec {
+        name: OperationName::WriteDataById,
+        description: "Write one data identifier in one ECU (needs the extended session)",
+        params: &[
+            ECU,
+            ParamSpec { name: "dataId", kind: ParamKind::DataId, required: true },
+            ParamSpec { name: "data", kind: ParamKind::HexData, required: true },
+        ],
+        idempotent: false,
+    },
+    OperationSpec {
+        name: OperationName::RoutineControl,
+        description: "Start or stop a routine in one ECU, or ask for its results (start needs the extended session)",
+        params: &[
+            ECU,
+            ParamSpec { name: "routineId", kind: ParamKind::RoutineId, required: true },
+            ParamSpec { name: "action", kind: ParamKind::Choice(ROUTINE_ACTIONS), required: true },
+        ],
+        idempotent: false,
+    },
+    OperationSpec {
+        name: OperationName::EcuReset,
+        description: "Reset one ECU (it returns to the default session)",
+        params: &[ECU, ParamSpec { name: "resetType", kind: ParamKind::Choice(RESET_TYPES), required: true }],
+        idempotent: false,
+    },
+    OperationSpec {
+        name: OperationName::DiagnosticSessionControl,
+        description: "Switch one ECU to the default, programming or extended diagnostic session",
+        params: &[ECU, ParamSpec { name: "session", kind: ParamKind::Choice(SESSIONS), required: true }],
+        idempotent: true,
+    },
+    OperationSpec {
+        name: OperationName::ReadDtcByStatusMask,
+        description: "Read the trouble codes whose ISO 14229 status matches a mask (0x08 confirmed, 0x04 pending)",
+        params: &[ECU, ParamSpec { name: "statusMask", kind: ParamKind::StatusMask, required: true }],
+        idempotent: true,
+    },
+    OperationSpec {
+        name: OperationName::ReadDtcSnapshot,
+        description: "Read the snapshot (freeze frame) and extended data of one trouble code",
+        params: &[ECU, ParamSpec { name: "dtcCode", kind: ParamKind::DtcCode, required: true }],
+        idempotent: true,
+    },
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum OperationName {
-    #[serde(rename = "ReadDTC")]
-    ReadDtc,
-    #[serde(rename = "ClearDTC")]
-    ClearDtc,
-    #[serde(rename = "ReadDataByID")]
-    ReadDataById,
+macro_rules! operation_names {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum OperationName {
+            $(#[serde(rename = $name)] $variant,)*
+        }
+
+        impl OperationName {
+            pub const ALL: &[Self] = &[$(Self::$variant),*];
+
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Self::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl OperationName {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::ReadDtc => "ReadDTC",
-            Self::ClearDtc => "ClearDTC",
-            Self::ReadDataById => "ReadDataByID",
-        }
-    }
+operation_names!(
+    ReadDtc => "ReadDTC",
+    ClearDtc => "ClearDTC",
+    ReadDataById => "ReadDataByID",
+    WriteDataById => "WriteDataByID",
+    RoutineControl => "RoutineControl",
+    EcuReset => "ECUReset",
+    DiagnosticSessionControl => "DiagnosticSessionControl",
+    ReadDtcByStatusMask => "ReadDTCByStatusMask",
+    ReadDtcSnapshot => "ReadDTCSnapshot",
+);
 
+impl OperationName {
     pub fn parse(raw: &str) -> Result<Self, ParamError> {
-        CATALOGUE
+        Self::ALL
             .iter()
-            .map(|spec| spec.name)
+            .copied()
             .find(|name| name.as_str() == raw)
             .ok_or_else(|| ParamError::UnknownOperation(raw.to_owned()))
     }
@@ -112,16 +214,20 @@ impl fmt::Display for OperationName {
 /// Why a request does not describe a valid operation. Each variant names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamError {
-    #[error("unknown operation {0:?}; known operations: ReadDTC, ClearDTC, ReadDataByID")]
+    #[error("unknown operation {0:?}; known operations: {known}", known = known_operations())]
     UnknownOperation(String),
     #[error("command_params.{field}: unknown parameter for {operation}")]
     UnknownParameter { operation: OperationName, field: String },
     #[error("command_params.{field}: required by {operation}")]
     MissingParameter { operation: OperationName, field: &'static str },
     #[error("command_params.{field}: must be a string ({format})")]
-    NotAString { field: &'static str, format: &'static str },
+    NotAString { field: &'static str, format: String },
     #[error("command_params.{field}: {source}")]
     Invalid { field: &'static str, source: IdError },
+}
+
+fn known_operations() -> String {
+    OperationName::ALL.iter().map(OperationName::as_str).collect::<Vec<_>>().join(", ")
 }
 
 impl ParamError {
@@ -137,18 +243,100 @@ impl ParamError {
     }
 }
 
-/// A validated diagnostic operation with typed parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RoutineAction {
+    Start,
+    Stop,
+    Results,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ResetType {
+    Hard,
+    KeyOffOn,
+    Soft,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionType {
+    Default,
+    Programming,
+    Extended,
+}
+
+macro_rules! words {
+    ($ty:ident: $($variant:ident => $word:literal),*) => {
+        impl $ty {
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Self::$variant => $word,)*
+                }
+            }
+
+            fn parse(raw: &str) -> Option<Self> {
+                match raw {
+                    $($word => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+words!(RoutineAction: Start => "start", Stop => "stop", Results => "results");
+words!(ResetType: Hard => "hard", KeyOffOn => "keyOffOn", Soft => "soft");
+words!(SessionType: Default => "default", Programming => "programming", Extended => "extended");
+
+/// A validated diagnostic operation with typed parameters. New variants go at the end:
+/// the position is what postcard stores.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Operation {
     ReadDtc { ecu: EcuAddress },
     ClearDtc { ecu: EcuAddress, dtc: Option<DtcCode> },
     ReadDataById { ecu: EcuAddress, data_id: DataId },
+    WriteDataById { ecu: EcuAddress, data_id: DataId, data: HexData },
+    RoutineControl { ecu: EcuAddress, routine: RoutineId, action: RoutineAction },
+    EcuReset { ecu: EcuAddress, reset: ResetType },
+    DiagnosticSessionControl { ecu: EcuAddress, session: SessionType },
+    ReadDtcByStatusMask { ecu: EcuAddress, mask: StatusMask },
+    ReadDtcSnapshot { ecu: EcuAddress, dtc: DtcCode },
 }
 
-enum ParsedParam {
-    Ecu(EcuAddress),
-    Data(DataId),
-    Dtc(DtcCode),
+/// Parameters checked against their kinds, by name.
+struct Parsed<'a> {
+    operation: OperationName,
+    values: HashMap<&'static str, &'a str>,
+}
+
+impl Parsed<'_> {
+    fn raw(&self, field: &'static str) -> Result<&str, ParamError> {
+        self.values.get(field).copied().ok_or(ParamError::MissingParameter { operation: self.operation, field })
+    }
+
+    fn get<T>(&self, field: &'static str, parse: impl Fn(&str) -> Result<T, IdError>) -> Result<T, ParamError> {
+        parse(self.raw(field)?).map_err(|source| ParamError::Invalid { field, source })
+    }
+
+    fn optional<T>(
+        &self,
+        field: &'static str,
+        parse: impl Fn(&str) -> Result<T, IdError>,
+    ) -> Result<Option<T>, ParamError> {
+        if self.values.contains_key(field) { self.get(field, parse).map(Some) } else { Ok(None) }
+    }
+
+    fn word<T>(
+        &self,
+        field: &'static str,
+        words: &'static [&'static str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<T, ParamError> {
+        let raw = self.raw(field)?;
+        parse(raw).ok_or_else(|| ParamError::Invalid {
+            field,
+            source: IdError::Choice { allowed: words.join(", "), got: raw.to_owned() },
+        })
+    }
 }
 
 impl Operation {
@@ -159,33 +347,43 @@ impl Operation {
         if let Some(unknown) = params.keys().find(|k| !spec.params.iter().any(|p| p.name == k.as_str())) {
             return Err(ParamError::UnknownParameter { operation, field: unknown.clone() });
         }
-        let mut ecu = None;
-        let mut data_id = None;
-        let mut dtc = None;
+        let mut values = HashMap::new();
         for param in spec.params {
-            let Some(value) = params.get(param.name).filter(|v| !v.is_null()) else {
-                if param.required {
-                    return Err(ParamError::MissingParameter { operation, field: param.name });
+            match params.get(param.name).filter(|v| !v.is_null()) {
+                Some(Value::String(s)) => {
+                    values.insert(param.name, s.as_str());
                 }
-                continue;
-            };
-            let raw =
-                value.as_str().ok_or(ParamError::NotAString { field: param.name, format: param.kind.format() })?;
-            let invalid = |source| ParamError::Invalid { field: param.name, source };
-            match parse_kind(param.kind, raw).map_err(invalid)? {
-                ParsedParam::Ecu(v) => ecu = Some(v),
-                ParsedParam::Data(v) => data_id = Some(v),
-                ParsedParam::Dtc(v) => dtc = Some(v),
+                Some(_) => return Err(ParamError::NotAString { field: param.name, format: param.kind.format() }),
+                None if param.required => return Err(ParamError::MissingParameter { operation, field: param.name }),
+                None => {}
             }
         }
-        let ecu = ecu.ok_or(ParamError::MissingParameter { operation, field: "ecuAddress" })?;
+        let p = Parsed { operation, values };
+        let ecu = p.get("ecuAddress", EcuAddress::parse)?;
         Ok(match operation {
             OperationName::ReadDtc => Self::ReadDtc { ecu },
-            OperationName::ClearDtc => Self::ClearDtc { ecu, dtc },
-            OperationName::ReadDataById => Self::ReadDataById {
+            OperationName::ClearDtc => Self::ClearDtc { ecu, dtc: p.optional("dtcCode", DtcCode::parse)? },
+            OperationName::ReadDataById => Self::ReadDataById { ecu, data_id: p.get("dataId", DataId::parse)? },
+            OperationName::WriteDataById => Self::WriteDataById {
                 ecu,
-                data_id: data_id.ok_or(ParamError::MissingParameter { operation, field: "dataId" })?,
+                data_id: p.get("dataId", DataId::parse)?,
+                data: p.get("data", HexData::parse)?,
             },
+            OperationName::RoutineControl => Self::RoutineControl {
+                ecu,
+                routine: p.get("routineId", RoutineId::parse)?,
+                action: p.word("action", ROUTINE_ACTIONS, RoutineAction::parse)?,
+            },
+            OperationName::EcuReset => {
+                Self::EcuReset { ecu, reset: p.word("resetType", RESET_TYPES, ResetType::parse)? }
+            }
+            OperationName::DiagnosticSessionControl => {
+                Self::DiagnosticSessionControl { ecu, session: p.word("session", SESSIONS, SessionType::parse)? }
+            }
+            OperationName::ReadDtcByStatusMask => {
+                Self::ReadDtcByStatusMask { ecu, mask: p.get("statusMask", StatusMask::parse)? }
+            }
+            OperationName::ReadDtcSnapshot => Self::ReadDtcSnapshot { ecu, dtc: p.get("dtcCode", DtcCode::parse)? },
         })
     }
 
@@ -194,130 +392,69 @@ impl Operation {
             Self::ReadDtc { .. } => OperationName::ReadDtc,
             Self::ClearDtc { .. } => OperationName::ClearDtc,
             Self::ReadDataById { .. } => OperationName::ReadDataById,
+            Self::WriteDataById { .. } => OperationName::WriteDataById,
+            Self::RoutineControl { .. } => OperationName::RoutineControl,
+            Self::EcuReset { .. } => OperationName::EcuReset,
+            Self::DiagnosticSessionControl { .. } => OperationName::DiagnosticSessionControl,
+            Self::ReadDtcByStatusMask { .. } => OperationName::ReadDtcByStatusMask,
+            Self::ReadDtcSnapshot { .. } => OperationName::ReadDtcSnapshot,
         }
     }
 
     pub fn ecu(&self) -> EcuAddress {
         match self {
-            Self::ReadDtc { ecu } | Self::ClearDtc { ecu, .. } | Self::ReadDataById { ecu, .. } => *ecu,
+            Self::ReadDtc { ecu }
+            | Self::ClearDtc { ecu, .. }
+            | Self::ReadDataById { ecu, .. }
+            | Self::WriteDataById { ecu, .. }
+            | Self::RoutineControl { ecu, .. }
+            | Self::EcuReset { ecu, .. }
+            | Self::DiagnosticSessionControl { ecu, .. }
+            | Self::ReadDtcByStatusMask { ecu, .. }
+            | Self::ReadDtcSnapshot { ecu, .. } => *ecu,
         }
     }
 
+    /// Safe to run twice. Stopping a routine or asking for its results is; starting is not.
     pub fn is_idempotent(&self) -> bool {
-        self.name().spec().idempotent
+        match self {
+            Self::RoutineControl { action, .. } => *action != RoutineAction::Start,
+            other => other.name().spec().idempotent,
+        }
     }
 
     /// The parameters as the API shows them (`command_params`).
     pub fn params_json(&self) -> Value {
         let mut map = Map::new();
-        map.insert("ecuAddress".into(), Value::String(self.ecu().to_string()));
+        let mut put = |k: &str, v: String| {
+            map.insert(k.to_owned(), Value::String(v));
+        };
+        put("ecuAddress", self.ecu().to_string());
         match self {
             Self::ReadDtc { .. } => {}
             Self::ClearDtc { dtc, .. } => {
                 if let Some(dtc) = dtc {
-                    map.insert("dtcCode".into(), Value::String(dtc.to_string()));
+                    put("dtcCode", dtc.to_string());
                 }
             }
-            Self::ReadDataById { data_id, .. } => {
-                map.insert("dataId".into(), Value::String(data_id.to_string()));
+            Self::ReadDataById { data_id, .. } => put("dataId", data_id.to_string()),
+            Self::WriteDataById { data_id, data, .. } => {
+                put("dataId", data_id.to_string());
+                put("data", data.to_string());
             }
+            Self::RoutineControl { routine, action, .. } => {
+                put("routineId", routine.to_string());
+                put("action", action.as_str().to_owned());
+            }
+            Self::EcuReset { reset, .. } => put("resetType", reset.as_str().to_owned()),
+            Self::DiagnosticSessionControl { session, .. } => put("session", session.as_str().to_owned()),
+            Self::ReadDtcByStatusMask { mask, .. } => put("statusMask", mask.to_string()),
+            Self::ReadDtcSnapshot { dtc, .. } => put("dtcCode", dtc.to_string()),
         }
         Value::Object(map)
     }
 }
 
-fn parse_kind(kind: ParamKind, raw: &str) -> Result<ParsedParam, IdError> {
-    Ok(match kind {
-        ParamKind::EcuAddress => ParsedParam::Ecu(EcuAddress::parse(raw)?),
-        ParamKind::DataId => ParsedParam::Data(DataId::parse(raw)?),
-        ParamKind::DtcCode => ParsedParam::Dtc(DtcCode::parse(raw)?),
-    })
-}
-
 #[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn params(value: Value) -> Map<String, Value> {
-        match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        }
-    }
-
-    #[test]
-    fn every_name_has_a_spec() {
-        for name in [OperationName::ReadDtc, OperationName::ClearDtc, OperationName::ReadDataById] {
-            assert_eq!(name.spec().name, name);
-            assert_eq!(OperationName::parse(name.as_str()), Ok(name));
-        }
-    }
-
-    #[test]
-    fn parses_each_operation_from_the_contract() {
-        assert_eq!(
-            Operation::parse("ReadDTC", &params(json!({"ecuAddress": "0x10"}))),
-            Ok(Operation::ReadDtc { ecu: EcuAddress::new(0x10) })
-        );
-        assert_eq!(
-            Operation::parse("ClearDTC", &params(json!({"ecuAddress": "0x10", "dtcCode": "P0420"}))),
-            Ok(Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: Some(DtcCode::new(0x0420)) })
-        );
-        assert_eq!(
-            Operation::parse("ClearDTC", &params(json!({"ecuAddress": "0x10"}))),
-            Ok(Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None })
-        );
-        assert_eq!(
-            Operation::parse("ReadDataByID", &params(json!({"ecuAddress": "0x10", "dataId": "0x010C"}))),
-            Ok(Operation::ReadDataById { ecu: EcuAddress::new(0x10), data_id: DataId::new(0x010C) })
-        );
-    }
-
-    #[test]
-    fn rejects_unknown_operation() {
-        let err = Operation::parse("FlashECU", &Map::new()).unwrap_err();
-        assert_eq!(err, ParamError::UnknownOperation("FlashECU".into()));
-        assert_eq!(err.field(), "command_name");
-    }
-
-    #[test]
-    fn rejects_unknown_parameter_and_names_it() {
-        let err = Operation::parse("ReadDTC", &params(json!({"ecuAddress": "0x10", "force": "yes"}))).unwrap_err();
-        assert_eq!(err.field(), "command_params.force");
-        assert!(err.to_string().contains("unknown parameter"));
-    }
-
-    #[test]
-    fn rejects_missing_required_parameter_and_names_it() {
-        let err = Operation::parse("ReadDataByID", &params(json!({"ecuAddress": "0x10"}))).unwrap_err();
-        assert_eq!(err, ParamError::MissingParameter { operation: OperationName::ReadDataById, field: "dataId" });
-        let err = Operation::parse("ReadDTC", &Map::new()).unwrap_err();
-        assert_eq!(err.field(), "command_params.ecuAddress");
-    }
-
-    #[test]
-    fn rejects_malformed_values_and_says_why() {
-        let err = Operation::parse("ReadDTC", &params(json!({"ecuAddress": "16"}))).unwrap_err();
-        assert_eq!(err.field(), "command_params.ecuAddress");
-        assert!(err.to_string().contains("2 hex digits"), "{err}");
-        let err = Operation::parse("ClearDTC", &params(json!({"ecuAddress": "0x10", "dtcCode": "X1"}))).unwrap_err();
-        assert_eq!(err.field(), "command_params.dtcCode");
-        let err = Operation::parse("ReadDTC", &params(json!({"ecuAddress": 16}))).unwrap_err();
-        assert!(matches!(err, ParamError::NotAString { field: "ecuAddress", .. }));
-    }
-
-    #[test]
-    fn params_json_round_trips_through_parse() {
-        let op = Operation::ClearDtc { ecu: EcuAddress::new(0x18), dtc: Some(DtcCode::new(0x0171)) };
-        let Value::Object(map) = op.params_json() else { panic!("object expected") };
-        assert_eq!(Operation::parse("ClearDTC", &map), Ok(op));
-    }
-
-    #[test]
-    fn clear_dtc_is_the_only_non_idempotent_operation_so_far() {
-        assert!(!Operation::ClearDtc { ecu: EcuAddress::new(1), dtc: None }.is_idempotent());
-        assert!(Operation::ReadDtc { ecu: EcuAddress::new(1) }.is_idempotent());
-    }
-}
+#[path = "catalogue_tests.rs"]
+mod tests;

@@ -19,6 +19,14 @@ pub enum IdError {
     DataId(String),
     #[error("dtcCode must be \"P\" followed by 4 hex digits, got {0:?}")]
     DtcCode(String),
+    #[error("routineId must be \"0x\" followed by 4 hex digits, got {0:?}")]
+    RoutineId(String),
+    #[error("statusMask must be \"0x\" followed by 2 hex digits, got {0:?}")]
+    StatusMask(String),
+    #[error("data must be \"0x\" followed by 1 to 64 bytes as pairs of hex digits, got {0:?}")]
+    HexData(String),
+    #[error("must be one of {allowed}, got {got:?}")]
+    Choice { allowed: String, got: String },
 }
 
 /// Vehicle identification number (ISO 3779): 17 characters, no I, O or Q.
@@ -201,6 +209,91 @@ impl fmt::Display for DtcCode {
     }
 }
 
+/// A UDS routine identifier, written `0xFF00`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoutineId(u16);
+
+impl RoutineId {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        parse_prefixed_hex(raw, "0x", 4).map(Self).ok_or_else(|| IdError::RoutineId(raw.to_owned()))
+    }
+
+    pub const fn new(value: u16) -> Self {
+        Self(value)
+    }
+
+    pub fn value(&self) -> u16 {
+        self.0
+    }
+}
+
+impl fmt::Display for RoutineId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:04X}", self.0)
+    }
+}
+
+/// A DTC status mask (ISO 14229 status bits), written `0x08`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StatusMask(u8);
+
+impl StatusMask {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        parse_prefixed_hex(raw, "0x", 2)
+            .and_then(|v| u8::try_from(v).ok())
+            .map(Self)
+            .ok_or_else(|| IdError::StatusMask(raw.to_owned()))
+    }
+
+    pub const fn new(value: u8) -> Self {
+        Self(value)
+    }
+
+    pub fn value(&self) -> u8 {
+        self.0
+    }
+}
+
+impl fmt::Display for StatusMask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:02X}", self.0)
+    }
+}
+
+/// Raw bytes to write, written `0x0A1B`: 1 to 64 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HexData(Vec<u8>);
+
+impl HexData {
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let bad = || IdError::HexData(raw.to_owned());
+        let hex = raw.strip_prefix("0x").ok_or_else(bad)?;
+        if hex.is_empty() || hex.len() > 128 || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| bad()))
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Self)
+    }
+
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Display for HexData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("0x")?;
+        self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +334,16 @@ mod tests {
         assert_eq!(DtcCode::parse("P0420").map(|d| d.to_string()), Ok("P0420".to_owned()));
         for bad in ["p0420", "P042", "C0420", "P04200"] {
             assert!(DtcCode::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routine_ids_masks_and_data_parse_and_print_back() {
+        assert_eq!(RoutineId::parse("0xff00").map(|r| r.to_string()), Ok("0xFF00".to_owned()));
+        assert_eq!(StatusMask::parse("0x08"), Ok(StatusMask::new(8)));
+        assert_eq!(HexData::parse("0x0a1B").map(|d| d.to_string()), Ok("0x0A1B".to_owned()));
+        for bad in ["0x", "0xABC", "0xZZ", "0A", &format!("0x{}", "00".repeat(65))] {
+            assert!(HexData::parse(bad).is_err(), "{bad}");
         }
     }
 

@@ -14,6 +14,8 @@ pub mod vehicle;
 pub use catalogue::{Operation, OperationName, ParamError};
 pub use codec::{CodecError, EventKind};
 pub use events::Event;
-pub use ids::{CommandId, DataId, DtcCode, EcuAddress, IdError, UserId, VehicleId, Vin};
+pub use ids::{
+    CommandId, DataId, DtcCode, EcuAddress, HexData, IdError, RoutineId, StatusMask, UserId, VehicleId, Vin,
+};
 pub use lifecycle::{CommandIntent, CommandState, CommandStatus, DomainError};
 pub use vehicle::{ConnectionStatus, Role};

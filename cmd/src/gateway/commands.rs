@@ -409,7 +409,12 @@ pub async fn operations(_caller: Caller) -> Json<Value> {
                 "description": spec.description,
                 "idempotent": spec.idempotent,
                 "params": spec.params.iter().map(|p| json!({
-                    "name": p.name, "kind": p.kind, "required": p.required, "format": p.kind.format(),
+                    "name": p.name,
+                    "kind": p.kind.name(),
+                    "required": p.required,
+                    "format": p.kind.format(),
+                    "pattern": p.kind.pattern(),
+                    "choices": p.kind.choices(),
                 })).collect::<Vec<_>>(),
             })
         })

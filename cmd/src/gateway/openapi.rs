@@ -103,10 +103,15 @@ pub struct AuditPage {
 #[derive(Serialize, ToSchema)]
 pub struct OperationParam {
     name: String,
-    /// ecu_address, data_id or dtc_code.
+    /// ecu_address, data_id, dtc_code, routine_id, status_mask, hex_data or choice.
     kind: String,
     required: bool,
+    /// What to type, for people.
     format: String,
+    /// The same rule as a regular expression, for clients that check before sending.
+    pattern: String,
+    /// For `choice` parameters, the words allowed.
+    choices: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -90,7 +90,10 @@ impl Stack {
         run::spawn_projector(&deps, &shutdown);
         let options = ConnectorOptions {
             connector_name: Some("test-connector".into()),
-            sim_chunk_delay_ms: 5,
+            fleet_file: None,
+            sim_vehicles: None,
+            sim_chunk_delay_ms: Some(5),
+            sim_seed: None,
             command_timeout_secs: 30,
             connector_concurrency: 64,
         };

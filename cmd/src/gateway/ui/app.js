@@ -886,11 +886,14 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
     if (!op?.params?.length) return;
     const inputs = op.params.map((p) => {
       const id = `cmd-param-${p.name}`;
-      const input = h('input', {
-        id, name: p.name, type: 'text', autocomplete: 'off', spellcheck: 'false',
-        required: p.required, 'aria-required': String(Boolean(p.required)), 'aria-describedby': `${id}-hint ${id}-err`,
-        'data-testid': `command-param-${p.name}`, 'data-kind': p.kind,
-      });
+      const common = {
+        id, name: p.name, required: p.required, 'aria-required': String(Boolean(p.required)),
+        'aria-describedby': `${id}-hint ${id}-err`, 'data-testid': `command-param-${p.name}`, 'data-kind': p.kind,
+      };
+      // Parameters with a fixed set of words (routine action, reset type, session) are a select.
+      const input = p.choices
+        ? h('select', common, h('option', { value: '' }, 'Choose…'), p.choices.map((c) => h('option', { value: c }, c)))
+        : h('input', { ...common, type: 'text', autocomplete: 'off', spellcheck: 'false' });
       const err = errEl(`${id}-err`, `command-param-error-${p.name}`);
       fields.set(`command_params.${p.name}`, { input, err, param: p });
       return h('div', { class: 'field' },
@@ -923,7 +926,8 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
     if (!op) fail('command_name', 'Choose an operation.');
     for (const p of op?.params ?? []) {
       const v = fields.get(`command_params.${p.name}`).input.value.trim();
-      const re = KIND_PATTERNS[p.kind];
+      // The server publishes each rule as a pattern; the built-in ones cover older servers.
+      const re = p.pattern ? new RegExp(p.pattern) : KIND_PATTERNS[p.kind];
       if (!v) { if (p.required) fail(`command_params.${p.name}`, `${p.name} is required.`); }
       else if (re && !re.test(v)) fail(`command_params.${p.name}`, `${p.name} must be ${p.format || `in ${p.kind} format`}.`);
     }
