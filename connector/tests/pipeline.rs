@@ -41,6 +41,7 @@ async fn submit(store: &EventStore, vin: &Vin, operation: Operation) -> StoredEv
         user_id: UserId::from_uuid(Uuid::nil()),
         operation,
         requested_at: OffsetDateTime::now_utc(),
+        timeout_ms: None,
     });
     let meta = EventMeta::new(format!("corr-{id}"), "user:test");
     let subject = Subject::command(vin, id);

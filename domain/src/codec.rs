@@ -26,17 +26,16 @@ pub struct EventKind {
     pub version: u16,
 }
 
-const V1: u16 = 1;
-
 macro_rules! codec_table {
-    ($($variant:ident),* $(,)?) => {
+    ($($variant:ident = $version:literal),* $(,)?) => {
         /// Every event type name, for tooling and filters.
         pub const EVENT_TYPES: &[&str] = &[$(stringify!($variant)),*];
 
         impl Event {
+            /// Type name and the schema version this code writes.
             pub fn kind(&self) -> EventKind {
                 match self {
-                    $(Self::$variant(_) => EventKind { event_type: stringify!($variant), version: V1 },)*
+                    $(Self::$variant(_) => EventKind { event_type: stringify!($variant), version: $version },)*
                 }
             }
 
@@ -46,9 +45,13 @@ macro_rules! codec_table {
                 }
             }
 
+            /// Decodes any version ever written; older ones are upcast to the current shape.
             pub fn decode(event_type: &str, version: u16, payload: &[u8]) -> Result<Self, CodecError> {
+                if let Some(upcast) = crate::upcast::decode_legacy(event_type, version, payload) {
+                    return upcast;
+                }
                 match (event_type, version) {
-                    $((stringify!($variant), V1) => decode(event_type, version, payload).map(Self::$variant),)*
+                    $((stringify!($variant), $version) => decode(event_type, version, payload).map(Self::$variant),)*
                     _ if EVENT_TYPES.contains(&event_type) => Err(CodecError::UnsupportedVersion {
                         event_type: event_type.to_owned(),
                         version,
@@ -61,34 +64,35 @@ macro_rules! codec_table {
 }
 
 codec_table!(
-    CommandRequested,
-    CommandCancelRequested,
-    CommandDispatched,
-    ResponseChunk,
-    CommandCompleted,
-    CommandFailed,
-    CommandTimedOut,
-    CommandCancelled,
-    VehicleRegistered,
-    VehicleConnected,
-    VehicleDisconnected,
-    UserCreated,
-    RoleChanged,
-    PasswordChanged,
-    UserDeactivated,
-    UserReactivated,
-    LoginSucceeded,
-    LoginFailed,
-    AccountLocked,
-    LoggedOut,
-    RefreshTokenReused,
+    CommandRequested = 2,
+    CommandCancelRequested = 1,
+    CommandDispatched = 1,
+    ResponseChunk = 1,
+    AttemptFailed = 1,
+    CommandCompleted = 1,
+    CommandFailed = 1,
+    CommandTimedOut = 1,
+    CommandCancelled = 1,
+    VehicleRegistered = 1,
+    VehicleConnected = 1,
+    VehicleDisconnected = 1,
+    UserCreated = 1,
+    RoleChanged = 1,
+    PasswordChanged = 1,
+    UserDeactivated = 1,
+    UserReactivated = 1,
+    LoginSucceeded = 1,
+    LoginFailed = 1,
+    AccountLocked = 1,
+    LoggedOut = 1,
+    RefreshTokenReused = 1,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {
     postcard::to_stdvec(value).map_err(|e| CodecError::Encode { event_type, reason: e.to_string() })
 }
 
-fn decode<T: DeserializeOwned>(event_type: &str, version: u16, payload: &[u8]) -> Result<T, CodecError> {
+pub(crate) fn decode<T: DeserializeOwned>(event_type: &str, version: u16, payload: &[u8]) -> Result<T, CodecError> {
     postcard::from_bytes(payload).map_err(|e| CodecError::Malformed {
         event_type: event_type.to_owned(),
         version,
@@ -112,6 +116,7 @@ mod tests {
             user_id: UserId::from_uuid(Uuid::nil()),
             operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
             requested_at: OffsetDateTime::UNIX_EPOCH,
+            timeout_ms: None,
         })
     }
 

@@ -17,6 +17,9 @@ pub struct CommandRequested {
     pub user_id: UserId,
     pub operation: Operation,
     pub requested_at: OffsetDateTime,
+    /// How long the vehicle may take, when the request asked for other than the default.
+    /// Added in schema version 2; version 1 events read as `None`.
+    pub timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +48,18 @@ pub struct ResponseChunk {
     pub payload_json: String,
     pub is_final: bool,
     pub received_at: OffsetDateTime,
+}
+
+/// One try at the vehicle failed; another may follow. `may_have_executed` says whether the
+/// request could have reached the ECU, which decides whether a non-idempotent operation may
+/// be tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptFailed {
+    pub command_id: CommandId,
+    pub attempt: u32,
+    pub reason: String,
+    pub may_have_executed: bool,
+    pub at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -194,6 +209,7 @@ pub enum Event {
     CommandCancelRequested(CommandCancelRequested),
     CommandDispatched(CommandDispatched),
     ResponseChunk(ResponseChunk),
+    AttemptFailed(AttemptFailed),
     CommandCompleted(CommandCompleted),
     CommandFailed(CommandFailed),
     CommandTimedOut(CommandTimedOut),
@@ -221,6 +237,7 @@ impl Event {
             Self::CommandCancelRequested(e) => Some(e.command_id),
             Self::CommandDispatched(e) => Some(e.command_id),
             Self::ResponseChunk(e) => Some(e.command_id),
+            Self::AttemptFailed(e) => Some(e.command_id),
             Self::CommandCompleted(e) => Some(e.command_id),
             Self::CommandFailed(e) => Some(e.command_id),
             Self::CommandTimedOut(e) => Some(e.command_id),

@@ -68,13 +68,40 @@ impl fmt::Display for CommandStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandIntent {
     Submit(CommandRequested),
-    RequestCancel { user_id: UserId, at: OffsetDateTime },
-    Dispatch { connector: String, at: OffsetDateTime },
-    RecordChunk { response_id: Uuid, payload_json: String, is_final: bool, at: OffsetDateTime },
-    Complete { at: OffsetDateTime },
-    Fail { reason: String, at: OffsetDateTime },
-    TimeOut { after_ms: u64, at: OffsetDateTime },
-    Cancel { at: OffsetDateTime },
+    RequestCancel {
+        user_id: UserId,
+        at: OffsetDateTime,
+    },
+    Dispatch {
+        connector: String,
+        at: OffsetDateTime,
+    },
+    RecordChunk {
+        response_id: Uuid,
+        payload_json: String,
+        is_final: bool,
+        at: OffsetDateTime,
+    },
+    /// One try failed; the command stays in progress for another.
+    FailAttempt {
+        reason: String,
+        may_have_executed: bool,
+        at: OffsetDateTime,
+    },
+    Complete {
+        at: OffsetDateTime,
+    },
+    Fail {
+        reason: String,
+        at: OffsetDateTime,
+    },
+    TimeOut {
+        after_ms: u64,
+        at: OffsetDateTime,
+    },
+    Cancel {
+        at: OffsetDateTime,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +133,9 @@ pub struct CommandState {
     pub final_chunk_recorded: bool,
     pub cancel_requested: bool,
     pub error_message: Option<String>,
+    /// The last try failed before the request could reach the vehicle: even a
+    /// non-idempotent operation may be dispatched again.
+    pub retry_safe: bool,
 }
 
 impl CommandState {
@@ -136,7 +166,7 @@ pub fn decide(state: &CommandState, intent: CommandIntent) -> Result<Vec<Event>,
         }
         CommandIntent::Dispatch { connector, at } => {
             let idempotent = state.operation.as_ref().is_some_and(Operation::is_idempotent);
-            if dispatched && !idempotent {
+            if dispatched && !idempotent && !state.retry_safe {
                 return Err(DomainError::AlreadyDispatched { attempts: state.attempts });
             }
             Event::CommandDispatched(CommandDispatched {
@@ -161,6 +191,12 @@ pub fn decide(state: &CommandState, intent: CommandIntent) -> Result<Vec<Event>,
                 is_final,
                 received_at: at,
             })
+        }
+        CommandIntent::FailAttempt { reason, may_have_executed, at } => {
+            if !dispatched {
+                return Err(DomainError::NotDispatched);
+            }
+            Event::AttemptFailed(AttemptFailed { command_id, attempt: state.attempts, reason, may_have_executed, at })
         }
         CommandIntent::Complete { at } => {
             if !dispatched {
@@ -194,7 +230,9 @@ pub fn evolve(mut state: CommandState, event: &Event) -> CommandState {
             state.command_id = Some(e.command_id);
             state.attempts = state.attempts.max(e.attempt);
             state.status = Some(CommandStatus::InProgress);
+            state.retry_safe = false;
         }
+        Event::AttemptFailed(e) => state.retry_safe = !e.may_have_executed,
         Event::ResponseChunk(e) => {
             state.command_id = Some(e.command_id);
             state.status = Some(CommandStatus::InProgress);

@@ -19,6 +19,7 @@ fn requested(operation: Operation) -> Event {
         user_id: UserId::from_uuid(Uuid::from_u128(2)),
         operation,
         requested_at: at(),
+        timeout_ms: None,
     })
 }
 
@@ -89,6 +90,7 @@ fn every_intent() -> Vec<CommandIntent> {
         CommandIntent::Fail { reason: "x".into(), at: at() },
         CommandIntent::TimeOut { after_ms: 1, at: at() },
         CommandIntent::Cancel { at: at() },
+        CommandIntent::FailAttempt { reason: "x".into(), may_have_executed: false, at: at() },
     ]
 }
 
@@ -249,4 +251,40 @@ fn status_names_round_trip_and_rank_never_goes_back() {
         assert_eq!(CommandStatus::parse(status.as_str()), Some(status));
         assert_eq!(status.is_terminal(), status.rank() == 2);
     }
+}
+
+fn attempt_failed(may_have_executed: bool) -> Event {
+    Event::AttemptFailed(AttemptFailed {
+        command_id: id(),
+        attempt: 1,
+        reason: "unreachable".into(),
+        may_have_executed,
+        at: at(),
+    })
+}
+
+#[test]
+fn given_in_progress_when_an_attempt_fails_then_recorded_and_still_in_progress() {
+    let intent = CommandIntent::FailAttempt { reason: "unreachable".into(), may_have_executed: false, at: at() };
+    let events = decide(&given(&[read_dtc(), dispatched(1)]), intent).unwrap();
+    assert_eq!(events, vec![attempt_failed(false)]);
+    assert_eq!(then_status(&[read_dtc(), dispatched(1), attempt_failed(false)]), Some(CommandStatus::InProgress));
+}
+
+#[test]
+fn given_pending_when_an_attempt_fails_then_not_dispatched() {
+    let intent = CommandIntent::FailAttempt { reason: "x".into(), may_have_executed: false, at: at() };
+    assert_eq!(decide(&given(&[read_dtc()]), intent), Err(DomainError::NotDispatched));
+}
+
+#[test]
+fn a_non_idempotent_command_is_retried_only_after_a_failure_that_never_reached_the_vehicle() {
+    let redispatch = || CommandIntent::Dispatch { connector: "c1".into(), at: at() };
+    let safe = given(&[clear_dtc(), dispatched(1), attempt_failed(false)]);
+    assert!(matches!(&decide(&safe, redispatch()).unwrap()[..], [Event::CommandDispatched(d)] if d.attempt == 2));
+    let unsafe_ = given(&[clear_dtc(), dispatched(1), attempt_failed(true)]);
+    assert_eq!(decide(&unsafe_, redispatch()), Err(DomainError::AlreadyDispatched { attempts: 1 }));
+    // A new dispatch makes it unsafe again until its own outcome is known.
+    let again = given(&[clear_dtc(), dispatched(1), attempt_failed(false), dispatched(2)]);
+    assert_eq!(decide(&again, redispatch()), Err(DomainError::AlreadyDispatched { attempts: 2 }));
 }

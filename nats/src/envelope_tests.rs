@@ -22,7 +22,32 @@ fn vin() -> impl Strategy<Value = Vin> {
 }
 
 fn operation() -> impl Strategy<Value = Operation> {
+    use sovd_domain::catalogue::{ResetType, RoutineAction, SessionType};
+    let ecu = || any::<u8>().prop_map(EcuAddress::new);
+    let more = prop_oneof![
+        (ecu(), any::<u16>(), proptest::collection::vec(any::<u8>(), 1..64)).prop_map(|(ecu, d, bytes)| {
+            Operation::WriteDataById { ecu, data_id: DataId::new(d), data: sovd_domain::HexData::new(bytes) }
+        }),
+        (
+            ecu(),
+            any::<u16>(),
+            prop_oneof![Just(RoutineAction::Start), Just(RoutineAction::Stop), Just(RoutineAction::Results)]
+        )
+            .prop_map(|(ecu, r, action)| Operation::RoutineControl {
+                ecu,
+                routine: sovd_domain::RoutineId::new(r),
+                action
+            }),
+        (ecu(), prop_oneof![Just(ResetType::Hard), Just(ResetType::KeyOffOn), Just(ResetType::Soft)])
+            .prop_map(|(ecu, reset)| Operation::EcuReset { ecu, reset }),
+        (ecu(), prop_oneof![Just(SessionType::Default), Just(SessionType::Programming), Just(SessionType::Extended)])
+            .prop_map(|(ecu, session)| Operation::DiagnosticSessionControl { ecu, session }),
+        (ecu(), any::<u8>())
+            .prop_map(|(ecu, m)| Operation::ReadDtcByStatusMask { ecu, mask: sovd_domain::StatusMask::new(m) }),
+        (ecu(), any::<u16>()).prop_map(|(ecu, d)| Operation::ReadDtcSnapshot { ecu, dtc: DtcCode::new(d) }),
+    ];
     prop_oneof![
+        more,
         any::<u8>().prop_map(|e| Operation::ReadDtc { ecu: EcuAddress::new(e) }),
         (any::<u8>(), proptest::option::of(any::<u16>()))
             .prop_map(|(e, d)| Operation::ClearDtc { ecu: EcuAddress::new(e), dtc: d.map(DtcCode::new) }),
@@ -37,16 +62,24 @@ fn command_id() -> impl Strategy<Value = CommandId> {
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
-        (command_id(), uuid(), vin(), uuid(), operation(), timestamp()).prop_map(|(c, v, vin, u, op, t)| {
-            Event::CommandRequested(CommandRequested {
-                command_id: c,
-                vehicle_id: VehicleId::from_uuid(v),
-                vin,
-                user_id: UserId::from_uuid(u),
-                operation: op,
-                requested_at: t,
-            })
-        }),
+        (command_id(), uuid(), vin(), uuid(), operation(), timestamp(), proptest::option::of(any::<u32>())).prop_map(
+            |(c, v, vin, u, op, t, timeout_ms)| {
+                Event::CommandRequested(CommandRequested {
+                    command_id: c,
+                    vehicle_id: VehicleId::from_uuid(v),
+                    vin,
+                    user_id: UserId::from_uuid(u),
+                    operation: op,
+                    requested_at: t,
+                    timeout_ms,
+                })
+            }
+        ),
+        (command_id(), any::<u32>(), ".{0,30}", any::<bool>(), timestamp()).prop_map(
+            |(command_id, attempt, reason, may_have_executed, at)| {
+                Event::AttemptFailed(AttemptFailed { command_id, attempt, reason, may_have_executed, at })
+            }
+        ),
         (command_id(), uuid(), timestamp()).prop_map(|(c, u, t)| {
             Event::CommandCancelRequested(CommandCancelRequested {
                 command_id: c,

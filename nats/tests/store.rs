@@ -21,6 +21,7 @@ fn requested(command_id: CommandId) -> Event {
         user_id: UserId::from_uuid(Uuid::nil()),
         operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
         requested_at: OffsetDateTime::UNIX_EPOCH,
+        timeout_ms: None,
     })
 }
 

@@ -21,6 +21,12 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
             json!({"operation": e.operation.name().as_str(), "params": e.operation.params_json(), "vehicle_id": e.vehicle_id}),
         ),
         Event::CommandCancelRequested(e) => ("command_cancel_requested", command(&e.command_id), None, json!({})),
+        Event::AttemptFailed(e) => (
+            "command_attempt_failed",
+            command(&e.command_id),
+            None,
+            json!({"attempt": e.attempt, "reason": e.reason, "may_have_executed": e.may_have_executed}),
+        ),
         Event::CommandCompleted(e) => ("command_completed", command(&e.command_id), None, json!({})),
         Event::CommandFailed(e) => ("command_failed", command(&e.command_id), None, json!({"reason": e.reason})),
         Event::CommandTimedOut(e) => {

@@ -68,6 +68,7 @@ async fn seed(store: &EventStore) -> CommandId {
             user_id: UserId::from_uuid(USER),
             operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
             requested_at: now,
+            timeout_ms: None,
         }),
     )
     .await;

@@ -29,6 +29,10 @@ fn command_json(view: &CommandView) -> Value {
     serde_json::to_value(view).unwrap_or_default()
 }
 
+/// Bounds of the per-command timeout a request may ask for (the default is the connector's).
+const MIN_TIMEOUT_MS: u64 = 1_000;
+const MAX_TIMEOUT_MS: u64 = 300_000;
+
 /// What an `Idempotency-Key` remembers: the command it created and the request it came with.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct IdempotencyRecord {
@@ -104,7 +108,19 @@ pub async fn submit(
     if !caller.role.can_submit() {
         return Err(ApiError::forbidden("your role (viewer) may read but not submit commands"));
     }
-    body.only(&["command_name", "vehicle_id", "command_params"])?;
+    body.only(&["command_name", "vehicle_id", "command_params", "timeout_ms"])?;
+    let timeout_ms = match body.0.get("timeout_ms") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_u64() {
+            Some(ms) if (MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&ms) => u32::try_from(ms).ok(),
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "timeout_ms",
+                    format!("must be a whole number of milliseconds from {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"),
+                ));
+            }
+        },
+    };
     let command_name = body.required_str("command_name")?;
     let vehicle_ref = body.required_str("vehicle_id")?;
     let params = match body.0.get("command_params") {
@@ -144,6 +160,7 @@ pub async fn submit(
         user_id: UserId::from_uuid(caller.user_id),
         operation,
         requested_at: OffsetDateTime::now_utc(),
+        timeout_ms,
     };
     let events = lifecycle::decide(&CommandState::default(), CommandIntent::Submit(requested.clone()))
         .map_err(|_| ApiError::internal())?;

@@ -84,6 +84,8 @@ pub struct SubmitRequest {
     /// The operation's parameters; unknown ones are refused.
     #[schema(value_type = Object)]
     command_params: serde_json::Value,
+    /// How long the vehicle may take, 1,000 to 300,000 ms (default: the connector's, 30 s).
+    timeout_ms: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
