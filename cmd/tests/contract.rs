@@ -99,6 +99,7 @@ async fn every_row_of_the_old_contract_answers_with_its_status_and_field_names()
         })
         .await;
     has_fields(&responses[0], RESPONSE);
+    stack.wait_completed(&token, &command_id).await;
     let listed: Value = stack
         .get(&token, &format!("/api/v1/commands?vehicle_id={id}&status=completed&start_date=2020-01-01&end_date=2100-01-01T00:00:00Z&limit=5&offset=0"))
         .await
