@@ -4,6 +4,7 @@
 //! command worker that turns CommandRequested into dispatch, response chunks and exactly one
 //! terminal event. Depends on `sovd-domain` and `sovd-nats`; never on projections or HTTP.
 
+pub mod breaker;
 pub mod consumer;
 pub mod fleet;
 pub mod sim;

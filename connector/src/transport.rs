@@ -27,6 +27,12 @@ impl TransportError {
         matches!(self, Self::Unreachable(_) | Self::Malformed(_) | Self::Dropped { .. })
     }
 
+    /// The vehicle or the link to it misbehaved (counts toward the circuit breaker). A
+    /// negative response is a proper answer and does not.
+    pub fn is_vehicle_fault(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::Malformed(_) | Self::Dropped { .. })
+    }
+
     /// The request may have reached the ECU. Only a failure that says it did not lets a
     /// non-idempotent operation be tried again.
     pub fn may_have_executed(&self) -> bool {

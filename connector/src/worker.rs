@@ -14,7 +14,8 @@ use sovd_nats::{AppendError, AppendOptions, EventMeta, EventStore, ReadError, St
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::transport::VehicleTransport;
+use crate::breaker::{BreakerConfig, BreakerHook, BreakerState, Breakers};
+use crate::transport::{TransportError, VehicleTransport};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -27,6 +28,9 @@ pub struct WorkerConfig {
     /// A redelivered command whose last event is younger than this still has a live owner:
     /// leave it alone. Older means the owner is gone and this worker takes over.
     pub takeover_after: Duration,
+    /// Tries per command for transient faults (the first included).
+    pub max_attempts: u32,
+    pub breaker: BreakerConfig,
 }
 
 impl Default for WorkerConfig {
@@ -36,6 +40,8 @@ impl Default for WorkerConfig {
             command_timeout: Duration::from_secs(30),
             max_conflicts: 8,
             takeover_after: Duration::from_secs(30),
+            max_attempts: 3,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -91,15 +97,48 @@ enum Step {
     Conflict,
 }
 
+enum Attempt {
+    /// The command ends with this (`None`: out of time).
+    Ended(Option<CommandIntent>),
+    Failed(TransportError),
+    LostOwnership,
+}
+
+/// Exponential backoff with jitter: 200 ms, 400 ms, 800 ms ... up to 5 s, each between
+/// half and all of it, so retries of many commands do not arrive together.
+fn backoff(attempt: u32, command_id: sovd_domain::CommandId) -> Duration {
+    let full =
+        Duration::from_millis(200).saturating_mul(1 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(5));
+    let spread =
+        (command_id.as_uuid().as_u128() as u64 ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15)) % 1000;
+    full / 2 + full / 2 * u32::try_from(spread).unwrap_or(0) / 1000
+}
+
 pub struct CommandWorker<T> {
     store: EventStore,
     transport: Arc<T>,
     config: WorkerConfig,
+    breakers: Breakers,
 }
 
 impl<T: VehicleTransport> CommandWorker<T> {
     pub fn new(store: EventStore, transport: Arc<T>, config: WorkerConfig) -> Self {
-        Self { store, transport, config }
+        Self::with_breaker_hook(store, transport, config, None)
+    }
+
+    /// `hook` hears every change of a vehicle's circuit breaker.
+    pub fn with_breaker_hook(
+        store: EventStore,
+        transport: Arc<T>,
+        config: WorkerConfig,
+        hook: Option<BreakerHook>,
+    ) -> Self {
+        let breakers = Breakers::new(config.breaker, hook);
+        Self { store, transport, config, breakers }
+    }
+
+    pub fn breaker_state(&self, vin: &sovd_domain::Vin) -> BreakerState {
+        self.breakers.state(vin)
     }
 
     pub fn name(&self) -> &str {
@@ -207,6 +246,23 @@ impl<T: VehicleTransport> CommandWorker<T> {
                     "taking over a command whose connector went silent"
                 );
             }
+            if log.state.status == Some(CommandStatus::Pending)
+                && let Err(refused) = self.breakers.admit(&request.vin, std::time::Instant::now())
+            {
+                let reason = format!(
+                    "circuit breaker open for vehicle {} after {} consecutive failures; not sent (next try allowed in {} s)",
+                    request.vin,
+                    refused.failures,
+                    refused.retry_in.as_secs()
+                );
+                return match self
+                    .record(&mut log, CommandIntent::Fail { reason, at: OffsetDateTime::now_utc() }, meta)
+                    .await?
+                {
+                    Step::Appended => Ok(Handled::Terminal(CommandStatus::Failed)),
+                    Step::Conflict => continue,
+                };
+            }
             if self.cancel_requested(request).await? {
                 let cancel = CommandIntent::Cancel { at: OffsetDateTime::now_utc() };
                 return match self.record(&mut log, cancel, meta).await? {
@@ -248,42 +304,74 @@ impl<T: VehicleTransport> CommandWorker<T> {
         meta: &EventMeta,
     ) -> Result<Handled, WorkerError> {
         let started = tokio::time::Instant::now();
-        let deadline = started + self.config.command_timeout;
-        let mut chunks = self.transport.execute(&request.vin, &request.operation);
-        // A re-dispatched idempotent command resumes after the chunks already recorded.
-        let already_recorded = log.state.next_chunk;
-        let mut index = 0u32;
+        let timeout = request.timeout_ms.map_or(self.config.command_timeout, |ms| Duration::from_millis(ms.into()));
+        let deadline = started + timeout;
+        let timed_out = || CommandIntent::TimeOut {
+            after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            at: OffsetDateTime::now_utc(),
+        };
         let outcome = loop {
+            let error = match self.attempt(request, &mut log, meta, deadline).await? {
+                Attempt::Ended(intent) => break intent.unwrap_or_else(timed_out),
+                Attempt::LostOwnership => return Ok(Handled::LostOwnership),
+                Attempt::Failed(error) => error,
+            };
             let now = OffsetDateTime::now_utc();
-            match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Err(_) => {
-                    let after_ms = u64::try_from(self.config.command_timeout.as_millis()).unwrap_or(u64::MAX);
-                    break CommandIntent::TimeOut { after_ms, at: now };
+            if error.is_vehicle_fault() {
+                self.breakers.failure(&request.vin, std::time::Instant::now());
+            } else {
+                self.breakers.success(&request.vin);
+            }
+            let safe_to_repeat = request.operation.is_idempotent() || !error.may_have_executed();
+            let retry = error.is_transient()
+                && safe_to_repeat
+                && log.state.attempts < self.config.max_attempts
+                && self.breakers.state(&request.vin) == BreakerState::Closed;
+            if !retry {
+                let mut reason = error.to_string();
+                if error.is_transient() && !safe_to_repeat {
+                    reason.push_str(&format!(
+                        "; not tried again because {} is not idempotent and may have run",
+                        request.operation.name()
+                    ));
+                } else if error.is_transient() && log.state.attempts > 1 {
+                    reason.push_str(&format!(" (after {} attempts)", log.state.attempts));
                 }
-                Ok(Some(Ok(chunk))) => {
-                    let skip = index < already_recorded;
-                    index += 1;
-                    if skip {
-                        continue;
-                    }
-                    let intent = CommandIntent::RecordChunk {
-                        response_id: Uuid::now_v7(),
-                        payload_json: chunk.payload.to_string(),
-                        is_final: chunk.is_final,
-                        at: now,
-                    };
-                    if let Step::Conflict = self.record(&mut log, intent, meta).await? {
-                        return Ok(Handled::LostOwnership);
-                    }
-                    // Honoured between chunks: what the vehicle sent is kept, nothing more is asked.
-                    if !chunk.is_final && self.cancel_requested(request).await? {
-                        break CommandIntent::Cancel { at: OffsetDateTime::now_utc() };
-                    }
-                }
-                Ok(Some(Err(error))) => break CommandIntent::Fail { reason: error.to_string(), at: now },
-                Ok(None) => break CommandIntent::Complete { at: now },
+                break CommandIntent::Fail { reason, at: now };
+            }
+            tracing::info!(
+                command_id = %request.command_id,
+                correlation_id = %meta.correlation_id,
+                attempt = log.state.attempts,
+                error = %error,
+                "attempt failed; trying again"
+            );
+            let failed = CommandIntent::FailAttempt {
+                reason: error.to_string(),
+                may_have_executed: error.may_have_executed(),
+                at: now,
+            };
+            if let Step::Conflict = self.record(&mut log, failed, meta).await? {
+                return Ok(Handled::LostOwnership);
+            }
+            let pause = backoff(log.state.attempts, request.command_id);
+            if tokio::time::Instant::now() + pause >= deadline {
+                tokio::time::sleep_until(deadline).await;
+                break timed_out();
+            }
+            tokio::time::sleep(pause).await;
+            let dispatch =
+                CommandIntent::Dispatch { connector: self.config.name.clone(), at: OffsetDateTime::now_utc() };
+            if let Step::Conflict = self.record(&mut log, dispatch, meta).await? {
+                return Ok(Handled::LostOwnership);
             }
         };
+        if matches!(outcome, CommandIntent::Complete { .. }) {
+            self.breakers.success(&request.vin);
+        }
+        if matches!(outcome, CommandIntent::TimeOut { .. }) {
+            self.breakers.failure(&request.vin, std::time::Instant::now());
+        }
         let status = match &outcome {
             CommandIntent::Complete { .. } => CommandStatus::Completed,
             CommandIntent::TimeOut { .. } => CommandStatus::TimedOut,
@@ -297,12 +385,55 @@ impl<T: VehicleTransport> CommandWorker<T> {
                     correlation_id = %meta.correlation_id,
                     vin = %request.vin,
                     status = %status,
+                    attempts = log.state.attempts,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "command finished"
                 );
                 Ok(Handled::Terminal(status))
             }
             Step::Conflict => Ok(Handled::LostOwnership),
+        }
+    }
+
+    /// One try at the vehicle: streams its chunks into the log until it ends, fails, runs out
+    /// of time (`Ended(None)`) or is cancelled.
+    async fn attempt(
+        &self,
+        request: &CommandRequested,
+        log: &mut Log,
+        meta: &EventMeta,
+        deadline: tokio::time::Instant,
+    ) -> Result<Attempt, WorkerError> {
+        let mut chunks = self.transport.execute(&request.vin, &request.operation);
+        // A repeated try resumes after the chunks already recorded.
+        let already_recorded = log.state.next_chunk;
+        let mut index = 0u32;
+        loop {
+            match tokio::time::timeout_at(deadline, chunks.next()).await {
+                Err(_) => return Ok(Attempt::Ended(None)),
+                Ok(Some(Ok(chunk))) => {
+                    let skip = index < already_recorded;
+                    index += 1;
+                    if skip {
+                        continue;
+                    }
+                    let intent = CommandIntent::RecordChunk {
+                        response_id: Uuid::now_v7(),
+                        payload_json: chunk.payload.to_string(),
+                        is_final: chunk.is_final,
+                        at: OffsetDateTime::now_utc(),
+                    };
+                    if let Step::Conflict = self.record(log, intent, meta).await? {
+                        return Ok(Attempt::LostOwnership);
+                    }
+                    // Honoured between chunks: what the vehicle sent is kept, nothing more is asked.
+                    if !chunk.is_final && self.cancel_requested(request).await? {
+                        return Ok(Attempt::Ended(Some(CommandIntent::Cancel { at: OffsetDateTime::now_utc() })));
+                    }
+                }
+                Ok(Some(Err(error))) => return Ok(Attempt::Failed(error)),
+                Ok(None) => return Ok(Attempt::Ended(Some(CommandIntent::Complete { at: OffsetDateTime::now_utc() }))),
+            }
         }
     }
 }

@@ -2,101 +2,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use sovd_connector::consumer::{self, ConsumerConfig};
-use sovd_connector::{CommandWorker, Handled, SimConfig, SimulatedFleet, WorkerConfig};
-use sovd_domain::events::CommandRequested;
+use common::*;
+use sovd_connector::consumer::ConsumerConfig;
+use sovd_connector::{CommandWorker, Handled, WorkerConfig};
 use sovd_domain::lifecycle::CommandStatus;
-use sovd_domain::{CommandId, DtcCode, EcuAddress, Event, Operation, OperationName, UserId, VehicleId, Vin};
+use sovd_domain::{DtcCode, EcuAddress, Event, Operation, OperationName, UserId, Vin};
 use sovd_nats::testing::NatsServer;
 use sovd_nats::{AppendOptions, EventMeta, EventStore, StoredEvent, StreamName, Subject};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
-
-fn vin() -> Vin {
-    Vin::parse("1HGBH41JXMN109186").unwrap()
-}
-
-fn other_vin() -> Vin {
-    Vin::parse("5YJSA1E14HF123456").unwrap()
-}
-
-fn fleet(chunk_delay: Duration) -> Arc<SimulatedFleet> {
-    let fleet = SimulatedFleet::new(SimConfig { chunk_delay, ..Default::default() });
-    fleet.add_vehicle(vin(), true);
-    fleet.add_vehicle(other_vin(), true);
-    fleet.add_vehicle(Vin::parse("WBADT43452G123456").unwrap(), false);
-    Arc::new(fleet)
-}
-
-async fn submit(store: &EventStore, vin: &Vin, operation: Operation) -> StoredEvent {
-    let id = CommandId::new();
-    let event = Event::CommandRequested(CommandRequested {
-        command_id: id,
-        vehicle_id: VehicleId::from_uuid(Uuid::nil()),
-        vin: vin.clone(),
-        user_id: UserId::from_uuid(Uuid::nil()),
-        operation,
-        requested_at: OffsetDateTime::now_utc(),
-        timeout_ms: None,
-    });
-    let meta = EventMeta::new(format!("corr-{id}"), "user:test");
-    let subject = Subject::command(vin, id);
-    let appended = store.append(&subject, &event, &meta, AppendOptions::default()).await.unwrap();
-    StoredEvent { stream_sequence: appended.sequence, subject: subject.to_string(), meta, event }
-}
-
-fn command_id(stored: &StoredEvent) -> CommandId {
-    stored.event.command_id().unwrap()
-}
-
-/// Waits (with a deadline) until the command has a terminal event, then returns its log.
-async fn wait_for_outcome(store: &EventStore, id: CommandId) -> Vec<Event> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let events: Vec<Event> = store
-            .read_filtered(StreamName::Responses, &Subject::responses_of(id))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.event)
-            .collect();
-        if events.iter().any(Event::is_terminal) {
-            return events;
-        }
-        assert!(Instant::now() < deadline, "no outcome for {id} within 20 s; log so far: {events:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn started(server: &NatsServer) -> EventStore {
-    let store = EventStore::new(server.client().await);
-    store.ensure_streams(1).await.unwrap();
-    store
-}
-
-fn spawn_connector(
-    store: &EventStore,
-    fleet: Arc<SimulatedFleet>,
-    name: &str,
-    config: ConsumerConfig,
-    shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let worker_config =
-        WorkerConfig { name: name.into(), takeover_after: Duration::from_secs(5), ..Default::default() };
-    let worker = Arc::new(CommandWorker::new(store.clone(), fleet, worker_config));
-    let js = store.jetstream().clone();
-    tokio::spawn(async move {
-        consumer::run(worker, js, config, shutdown).await.unwrap();
-    })
-}
-
-fn terminal_count(events: &[Event]) -> usize {
-    events.iter().filter(|e| e.is_terminal()).count()
-}
 
 #[tokio::test]
 async fn read_dtc_streams_three_chunks_then_completes() {

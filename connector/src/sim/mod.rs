@@ -65,11 +65,21 @@ impl Default for SimConfig {
     }
 }
 
+/// A fault to force on a vehicle's next request (tests and drills), ahead of the random ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Timeout,
+    Unreachable,
+    Malformed,
+    DropMidStream,
+}
+
 #[derive(Debug)]
 struct SimVehicle {
     connected: bool,
     ecus: BTreeMap<u8, Ecu>,
     rng: Rng,
+    forced: std::collections::VecDeque<Fault>,
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +118,16 @@ impl SimulatedFleet {
         let ecus =
             BTreeMap::from([(0x10, Ecu::engine(vin.as_str())), (0x18, Ecu::transmission()), (0x28, Ecu::brakes())]);
         self.with_state(|s| {
-            s.vehicles.insert(vin, SimVehicle { connected, ecus, rng: Rng::new(seed) });
+            s.vehicles.insert(vin, SimVehicle { connected, ecus, rng: Rng::new(seed), forced: Default::default() });
+        });
+    }
+
+    /// The vehicle's next requests meet these faults, in order.
+    pub fn inject(&self, vin: &Vin, faults: &[Fault]) {
+        self.with_state(|s| {
+            if let Some(v) = s.vehicles.get_mut(vin) {
+                v.forced.extend(faults.iter().copied());
+            }
         });
     }
 
@@ -150,17 +169,16 @@ impl SimulatedFleet {
             if !vehicle.connected {
                 return (Plan::Fail(TransportError::NotConnected(vin.clone())), Duration::ZERO);
             }
+            // Draw both numbers every time, so forced faults do not shift the random sequence.
             let roll = vehicle.rng.unit();
             let spread = (vehicle.rng.unit() * 2.0 - 1.0) * jitter.as_secs_f64();
             let delay = Duration::from_secs_f64((base.as_secs_f64() + spread).max(0.0));
+            let fault = vehicle.forced.pop_front().or_else(|| pick(roll, &faults));
             // Faults that strike before the request reaches the ECU leave it unexecuted.
-            let mut threshold = faults.unreachable;
-            if roll < threshold {
-                return (Plan::Fail(TransportError::Unreachable(vin.clone())), delay);
-            }
-            threshold += faults.timeout;
-            if roll < threshold {
-                return (Plan::Silence, delay);
+            match fault {
+                Some(Fault::Unreachable) => return (Plan::Fail(TransportError::Unreachable(vin.clone())), delay),
+                Some(Fault::Timeout) => return (Plan::Silence, delay),
+                _ => {}
             }
             let Some(ecu) = vehicle.ecus.get_mut(&operation.ecu().value()) else {
                 return (Plan::Fail(TransportError::NoSuchEcu(operation.ecu().to_string())), delay);
@@ -174,18 +192,37 @@ impl SimulatedFleet {
                     return (Plan::Fail(error), delay);
                 }
             };
-            threshold += faults.malformed;
-            if roll < threshold {
-                return (Plan::Fail(TransportError::Malformed("checksum mismatch in the UDS answer".into())), delay);
+            match fault {
+                Some(Fault::Malformed) => {
+                    (Plan::Fail(TransportError::Malformed("checksum mismatch in the UDS answer".into())), delay)
+                }
+                Some(Fault::DropMidStream) if chunks.len() > 1 => {
+                    let keep = chunks.len() / 2;
+                    (Plan::DropAfter(chunks.into_iter().take(keep).collect()), delay)
+                }
+                Some(Fault::DropMidStream) => (Plan::Fail(TransportError::Dropped { after_chunks: 0 }), delay),
+                _ => (Plan::Answer(chunks), delay),
             }
-            threshold += faults.drop_mid_stream;
-            if roll < threshold && chunks.len() > 1 {
-                let keep = chunks.len() / 2;
-                return (Plan::DropAfter(chunks.into_iter().take(keep).collect()), delay);
-            }
-            (Plan::Answer(chunks), delay)
         })
     }
+}
+
+/// Which fault, if any, a roll in [0, 1) lands on: the rates are consecutive bands.
+fn pick(roll: f64, faults: &Faults) -> Option<Fault> {
+    let bands = [
+        (faults.unreachable, Fault::Unreachable),
+        (faults.timeout, Fault::Timeout),
+        (faults.malformed, Fault::Malformed),
+        (faults.drop_mid_stream, Fault::DropMidStream),
+    ];
+    let mut edge = 0.0;
+    for (rate, fault) in bands {
+        edge += rate;
+        if roll < edge {
+            return Some(fault);
+        }
+    }
+    None
 }
 
 impl VehicleTransport for SimulatedFleet {
