@@ -124,6 +124,15 @@ pub struct ConnectorOptions {
     /// Commands this process runs at once.
     #[arg(long, env = "SOVD_CONNECTOR_CONCURRENCY", default_value_t = 512)]
     pub connector_concurrency: usize,
+    /// Tries per command for transient faults (the first included).
+    #[arg(long, env = "SOVD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Consecutive failures that open a vehicle's circuit breaker.
+    #[arg(long, env = "SOVD_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+    /// Seconds an open circuit waits before it lets a probe through.
+    #[arg(long, env = "SOVD_BREAKER_COOLDOWN_SECS", default_value_t = 30)]
+    pub breaker_cooldown_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,6 +1,6 @@
 //! Prometheus metrics of this process, served at `/metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -10,6 +10,8 @@ pub struct Metrics {
     pub websocket_connections_active: IntGauge,
     pub vehicle_connections_active: IntGauge,
     pub event_append_seconds: Histogram,
+    /// 0 closed, 1 open, 2 half-open, per vehicle (set by this process's connector).
+    pub vehicle_circuit_breaker_state: IntGaugeVec,
 }
 
 impl Metrics {
@@ -35,7 +37,12 @@ impl Metrics {
         registry.register(Box::new(command_execution_duration_seconds.clone()))?;
         registry.register(Box::new(websocket_connections_active.clone()))?;
         registry.register(Box::new(vehicle_connections_active.clone()))?;
+        let vehicle_circuit_breaker_state = IntGaugeVec::new(
+            Opts::new("vehicle_circuit_breaker_state", "Circuit breaker per vehicle: 0 closed, 1 open, 2 half-open"),
+            &["vin"],
+        )?;
         registry.register(Box::new(event_append_seconds.clone()))?;
+        registry.register(Box::new(vehicle_circuit_breaker_state.clone()))?;
         Ok(Self {
             registry,
             commands_executed_total,
@@ -43,6 +50,7 @@ impl Metrics {
             websocket_connections_active,
             vehicle_connections_active,
             event_append_seconds,
+            vehicle_circuit_breaker_state,
         })
     }
 

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sovd_connector::breaker::{BreakerConfig, BreakerHook, BreakerState};
 use sovd_connector::consumer::{self, ConsumerConfig};
 use sovd_connector::{CommandWorker, FleetConfig, SimulatedFleet, WorkerConfig};
-use sovd_nats::EventStore;
+use sovd_domain::events::VehicleCircuitChanged;
+use sovd_domain::{Event, Vin};
+use sovd_nats::{AppendOptions, EventMeta, EventStore, Subject};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
@@ -177,14 +180,22 @@ pub async fn spawn_connector(
     options: &ConnectorOptions,
     metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Arc<SimulatedFleet>)> {
     let fleet = simulated_fleet(&deps.store, options).await?;
+    let handle = fleet.clone();
+    let name = connector_name(options);
     let worker_config = WorkerConfig {
-        name: connector_name(options),
+        name: name.clone(),
         command_timeout: Duration::from_secs(options.command_timeout_secs),
+        max_attempts: options.max_attempts.max(1),
+        breaker: BreakerConfig {
+            threshold: options.breaker_threshold.max(1),
+            cooldown: Duration::from_secs(options.breaker_cooldown_secs),
+        },
         ..Default::default()
     };
-    let worker = Arc::new(CommandWorker::new(deps.store.clone(), fleet, worker_config));
+    let hook = breaker_hook(deps.store.clone(), metrics.clone(), name);
+    let worker = Arc::new(CommandWorker::with_breaker_hook(deps.store.clone(), handle, worker_config, Some(hook)));
     let hook_metrics = metrics.clone();
     let config = ConsumerConfig {
         concurrency: options.connector_concurrency,
@@ -196,7 +207,7 @@ pub async fn spawn_connector(
     };
     let js = deps.store.jetstream().clone();
     let shutdown = shutdown.clone();
-    Ok(tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         // The consumer ends on errors (NATS gone); start it again until shutdown.
         while !*shutdown.borrow() {
             if let Err(error) = consumer::run(worker.clone(), js.clone(), config.clone(), shutdown.clone()).await {
@@ -204,7 +215,34 @@ pub async fn spawn_connector(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-    }))
+    });
+    Ok((task, fleet))
+}
+
+/// Every change of a vehicle's circuit: a metric, and an event so the fleet view shows it.
+fn breaker_hook(store: EventStore, metrics: Metrics, connector: String) -> BreakerHook {
+    Arc::new(move |vin: &Vin, state: BreakerState| {
+        let value = match state {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        };
+        metrics.vehicle_circuit_breaker_state.with_label_values(&[vin.as_str()]).set(value);
+        tracing::warn!(vin = %vin, state = state.as_str(), "vehicle circuit breaker changed");
+        let event = Event::VehicleCircuitChanged(VehicleCircuitChanged {
+            vin: vin.clone(),
+            state: state.as_str().to_owned(),
+            connector: connector.clone(),
+            at: time::OffsetDateTime::now_utc(),
+        });
+        let (store, subject) = (store.clone(), Subject::vehicle(vin));
+        tokio::spawn(async move {
+            let meta = EventMeta::new("circuit-breaker", "connector");
+            if let Err(error) = store.append(&subject, &event, &meta, AppendOptions::default()).await {
+                tracing::warn!(error = %error, "could not record a circuit breaker change");
+            }
+        });
+    })
 }
 
 pub fn jwt_key(args: &GatewayArgs, dev: bool) -> anyhow::Result<JwtKey> {

@@ -237,3 +237,34 @@ async fn when_postgres_goes_away_reads_say_so_and_recover_by_themselves() {
     let id = command["command_id"].as_str().unwrap().to_owned();
     stack.wait_completed(&token, &id).await;
 }
+
+#[tokio::test]
+async fn a_vehicle_that_keeps_failing_shows_its_open_circuit_in_status_and_metrics() {
+    let stack = Stack::start().await;
+    let admin = stack.login(ADMIN).await;
+    let vin = sovd_domain::Vin::parse(VIN).unwrap();
+    stack.fleet.inject(&vin, &[sovd_connector::sim::Fault::Unreachable; 5]);
+    // Three tries for the first command, two for the second: five failures in a row.
+    for _ in 0..2 {
+        let command: Value = stack.submit(&admin, read_dtc()).await.json().await.unwrap();
+        let id = command["command_id"].as_str().unwrap().to_owned();
+        let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={admin}"))).await;
+        assert_eq!(events.last().unwrap()["status"], "failed", "{events:?}");
+    }
+    let vehicles: Vec<Value> = stack.get(&admin, &format!("/api/v1/vehicles?search={VIN}")).await.json().await.unwrap();
+    let id = vehicles[0]["vehicle_id"].as_str().unwrap().to_owned();
+    let status: Value = stack
+        .wait_for(|| async {
+            let s: Value = stack.get(&admin, &format!("/api/v1/vehicles/{id}/status")).await.json().await.ok()?;
+            (s["circuit_breaker"] == "open").then_some(s)
+        })
+        .await;
+    assert_eq!(status["health"], "degraded");
+    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("vehicle_circuit_breaker_state{{vin=\"{VIN}\"}} 1")), "{metrics}");
+
+    let command: Value = stack.submit(&admin, read_dtc()).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap().to_owned();
+    let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={admin}"))).await;
+    assert!(events.last().unwrap()["error_message"].as_str().unwrap().contains("circuit breaker open"), "{events:?}");
+}

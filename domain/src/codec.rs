@@ -76,6 +76,7 @@ codec_table!(
     VehicleRegistered = 1,
     VehicleConnected = 1,
     VehicleDisconnected = 1,
+    VehicleCircuitChanged = 1,
     UserCreated = 1,
     RoleChanged = 1,
     PasswordChanged = 1,

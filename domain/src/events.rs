@@ -112,6 +112,15 @@ pub struct VehicleDisconnected {
     pub at: OffsetDateTime,
 }
 
+/// A connector's circuit breaker for the vehicle changed: `closed`, `open` or `half_open`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VehicleCircuitChanged {
+    pub vin: Vin,
+    pub state: String,
+    pub connector: String,
+    pub at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCreated {
     pub user_id: UserId,
@@ -217,6 +226,7 @@ pub enum Event {
     VehicleRegistered(VehicleRegistered),
     VehicleConnected(VehicleConnected),
     VehicleDisconnected(VehicleDisconnected),
+    VehicleCircuitChanged(VehicleCircuitChanged),
     UserCreated(UserCreated),
     RoleChanged(RoleChanged),
     PasswordChanged(PasswordChanged),

@@ -131,6 +131,9 @@ fn event() -> impl Strategy<Value = Event> {
             reason,
             at
         })),
+        (vin(), "[a-z_]{1,9}", ".{0,12}", timestamp()).prop_map(|(vin, state, connector, at)| {
+            Event::VehicleCircuitChanged(VehicleCircuitChanged { vin, state, connector, at })
+        }),
         (uuid(), "[a-z]{1,12}", 0..3usize, proptest::option::of("[a-z]{1,8}@x\\.io"), ".{0,40}", timestamp()).prop_map(
             |(u, username, role, email, password_hash, t)| {
                 Event::UserCreated(UserCreated {

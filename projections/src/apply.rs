@@ -224,6 +224,13 @@ async fn apply_event(
                 .execute(conn)
                 .await?;
         }
+        (Projection::Vehicles, Event::VehicleCircuitChanged(e)) => {
+            sqlx::query("UPDATE vehicles SET circuit_state = $2 WHERE vin = $1")
+                .bind(e.vin.as_str())
+                .bind(&e.state)
+                .execute(conn)
+                .await?;
+        }
         (Projection::Users, Event::UserCreated(e)) => {
             sqlx::query(
                 "INSERT INTO users (user_id, username, role, email, password_hash, created_at)

@@ -71,6 +71,12 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
             None,
             json!({"family": e.family, "ip": e.client.ip, "user_agent": e.client.user_agent}),
         ),
+        Event::VehicleCircuitChanged(e) => (
+            "vehicle_circuit_changed",
+            format!("vehicle:{}", e.vin),
+            Some(e.vin.to_string()),
+            json!({"state": e.state, "connector": e.connector}),
+        ),
         Event::CommandDispatched(_)
         | Event::ResponseChunk(_)
         | Event::VehicleConnected(_)

@@ -20,6 +20,8 @@ pub struct VehicleView {
     pub last_seen_at: Option<OffsetDateTime>,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Value,
+    /// The connector's circuit breaker for this vehicle: closed, open or half_open.
+    pub circuit_state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -88,7 +90,8 @@ pub struct CommandFilter {
     pub offset: i64,
 }
 
-const VEHICLE_COLUMNS: &str = "vehicle_id, vin, make, model, year, connection_status, last_seen_at, metadata";
+const VEHICLE_COLUMNS: &str =
+    "vehicle_id, vin, make, model, year, connection_status, last_seen_at, metadata, circuit_state";
 const COMMAND_COLUMNS: &str = "command_id, user_id, vehicle_id, vin, command_name, command_params, status, \
      error_message, attempts, correlation_id, submitted_at, completed_at";
 

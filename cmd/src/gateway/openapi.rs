@@ -129,7 +129,10 @@ pub struct OperationInfo {
 pub struct VehicleStatus {
     connection_status: String,
     last_seen_at: Option<String>,
+    /// ok, degraded (circuit breaker not closed) or unknown (not connected).
     health: String,
+    /// closed, open or half_open.
+    circuit_breaker: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -103,10 +103,15 @@ pub async fn status(
     Path(vehicle_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let vehicle = find(&state, &vehicle_id).await?;
-    let health = if vehicle.connection_status == "connected" { "ok" } else { "unknown" };
+    let health = match (vehicle.connection_status.as_str(), vehicle.circuit_state.as_str()) {
+        ("connected", "closed") => "ok",
+        ("connected", _) => "degraded",
+        _ => "unknown",
+    };
     Ok(Json(json!({
         "connection_status": vehicle.connection_status,
         "last_seen_at": vehicle.last_seen_at.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
         "health": health,
+        "circuit_breaker": vehicle.circuit_state,
     })))
 }

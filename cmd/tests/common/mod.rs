@@ -24,6 +24,8 @@ pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub deps: run::Deps,
+    /// The simulated vehicles, for injecting faults.
+    pub fleet: std::sync::Arc<sovd_connector::SimulatedFleet>,
     pub settings: run::GatewaySettings,
     /// Through the proxy, as the gateway sees it.
     pub database_url: String,
@@ -96,8 +98,11 @@ impl Stack {
             sim_seed: None,
             command_timeout_secs: 30,
             connector_concurrency: 64,
+            max_attempts: 3,
+            breaker_threshold: 5,
+            breaker_cooldown_secs: 30,
         };
-        run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap();
+        let (_, fleet) = run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap();
         let base = spawn_gateway(&deps, settings.clone(), metrics, shutdown.clone()).await;
         let stack = Self {
             nats,
@@ -105,6 +110,7 @@ impl Stack {
             base,
             http: reqwest::Client::new(),
             deps,
+            fleet,
             settings,
             database_url,
             shutdown,
