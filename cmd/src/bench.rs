@@ -123,15 +123,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let ws_base = base.replacen("http", "ws", 1);
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;
     let token = login(&http, &base, &args).await?;
-    let vehicles: Vec<Value> = http
-        .get(format!("{base}/api/v1/vehicles?status=connected&limit=100"))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
-    let vehicles: Vec<String> = vehicles.iter().filter_map(|v| v["vehicle_id"].as_str().map(str::to_owned)).collect();
+    // Every connected vehicle, a page at a time (the API gives at most 100 per page).
+    let mut vehicles = Vec::new();
+    loop {
+        let page: Vec<Value> = http
+            .get(format!("{base}/api/v1/vehicles?status=connected&limit=100&offset={}", vehicles.len()))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let done = page.len() < 100;
+        vehicles.extend(page.iter().filter_map(|v| v["vehicle_id"].as_str().map(str::to_owned)));
+        if done {
+            break;
+        }
+    }
     if vehicles.is_empty() {
         bail!("no connected vehicles to send commands to");
     }
