@@ -124,6 +124,9 @@ pub struct ConnectorOptions {
     /// Commands this process runs at once.
     #[arg(long, env = "SOVD_CONNECTOR_CONCURRENCY", default_value_t = 512)]
     pub connector_concurrency: usize,
+    /// Seconds a command for an offline vehicle waits for it (status `queued`) before it fails.
+    #[arg(long, env = "SOVD_QUEUE_TTL_SECS", default_value_t = 300)]
+    pub queue_ttl_secs: u64,
     /// Tries per command for transient faults (the first included).
     #[arg(long, env = "SOVD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,

@@ -188,6 +188,7 @@ pub async fn spawn_connector(
         name: name.clone(),
         command_timeout: Duration::from_secs(options.command_timeout_secs),
         max_attempts: options.max_attempts.max(1),
+        queue_ttl: Duration::from_secs(options.queue_ttl_secs),
         breaker: BreakerConfig {
             threshold: options.breaker_threshold.max(1),
             cooldown: Duration::from_secs(options.breaker_cooldown_secs),

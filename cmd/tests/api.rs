@@ -92,7 +92,7 @@ async fn a_command_for_a_disconnected_vehicle_fails_with_a_reason_on_the_websock
     let last = events.last().unwrap();
     assert_eq!(last["event"], "error");
     assert_eq!(last["status"], "failed");
-    assert!(last["error_message"].as_str().unwrap().contains("not connected"), "{last}");
+    assert!(last["error_message"].as_str().unwrap().contains("stayed offline"), "{last}");
 }
 
 #[tokio::test]

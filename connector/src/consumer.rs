@@ -134,6 +134,9 @@ async fn process<T: VehicleTransport>(worker: &CommandWorker<T>, message: jetstr
         Ok(Handled::AlreadyEnded(_) | Handled::Ignored) => {
             let _ = message.ack().await;
         }
+        Ok(Handled::Waiting(delay)) => {
+            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
+        }
         Ok(Handled::Busy) => {
             let _ = message.ack_with(AckKind::Nak(Some(config.ack_wait))).await;
         }

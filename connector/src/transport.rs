@@ -53,4 +53,7 @@ pub trait VehicleTransport: Send + Sync + 'static {
     /// Runs one operation on one vehicle and streams its answer chunks; the stream ends
     /// after the last chunk. Dropping the stream abandons the operation.
     fn execute(&self, vin: &Vin, operation: &Operation) -> BoxStream<'static, Result<Chunk, TransportError>>;
+
+    /// Whether the vehicle is online now (commands for offline vehicles wait in a queue).
+    fn is_connected(&self, vin: &Vin) -> bool;
 }

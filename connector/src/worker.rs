@@ -30,6 +30,10 @@ pub struct WorkerConfig {
     pub takeover_after: Duration,
     /// Tries per command for transient faults (the first included).
     pub max_attempts: u32,
+    /// How long a command for an offline vehicle waits for it before it fails.
+    pub queue_ttl: Duration,
+    /// How often a queued command looks again whether its vehicle is back.
+    pub queue_poll: Duration,
     pub breaker: BreakerConfig,
 }
 
@@ -41,6 +45,8 @@ impl Default for WorkerConfig {
             max_conflicts: 8,
             takeover_after: Duration::from_secs(30),
             max_attempts: 3,
+            queue_ttl: Duration::from_secs(300),
+            queue_poll: Duration::from_secs(1),
             breaker: BreakerConfig::default(),
         }
     }
@@ -59,6 +65,8 @@ pub enum Handled {
     Ignored,
     /// Another connector is still working on it: ask again later.
     Busy,
+    /// Queued for an offline vehicle: look again after this long.
+    Waiting(Duration),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +235,46 @@ impl<T: VehicleTransport> CommandWorker<T> {
         Ok(Step::Appended)
     }
 
+    /// A command for an offline vehicle waits (status `queued`, visible) up to the queue's
+    /// time limit and runs when the vehicle is back; past the limit it fails, saying so.
+    /// `None` when the vehicle is online (or the command already went out).
+    async fn queue_if_offline(
+        &self,
+        request: &CommandRequested,
+        log: &mut Log,
+        meta: &EventMeta,
+    ) -> Result<Option<Handled>, WorkerError> {
+        let waiting = matches!(log.state.status, Some(CommandStatus::Pending | CommandStatus::Queued));
+        if !waiting || self.transport.is_connected(&request.vin) {
+            return Ok(None);
+        }
+        let now = OffsetDateTime::now_utc();
+        let ttl = self.config.queue_ttl;
+        let intent = match log.state.queued_until {
+            None => CommandIntent::Queue {
+                reason: format!("vehicle {} is not connected; waiting up to {} s for it", request.vin, ttl.as_secs()),
+                until: now + ttl,
+                at: now,
+            },
+            Some(until) if now >= until => CommandIntent::Fail {
+                reason: format!(
+                    "vehicle {} stayed offline for the queue's {} s; the command was not sent",
+                    request.vin,
+                    ttl.as_secs()
+                ),
+                at: now,
+            },
+            Some(_) => return Ok(Some(Handled::Waiting(self.config.queue_poll))),
+        };
+        let failing = matches!(intent, CommandIntent::Fail { .. });
+        Ok(Some(match self.record(log, intent, meta).await? {
+            Step::Appended if failing => Handled::Terminal(CommandStatus::Failed),
+            Step::Appended => Handled::Waiting(self.config.queue_poll),
+            // Someone else wrote meanwhile; the next delivery decides again.
+            Step::Conflict => Handled::Waiting(Duration::ZERO),
+        }))
+    }
+
     async fn handle_request(&self, stored: &StoredEvent, request: &CommandRequested) -> Result<Handled, WorkerError> {
         let meta = &stored.meta;
         for _ in 0..self.config.max_conflicts {
@@ -234,7 +282,10 @@ impl<T: VehicleTransport> CommandWorker<T> {
             if let Some(status) = log.state.status.filter(CommandStatus::is_terminal) {
                 return Ok(Handled::AlreadyEnded(status));
             }
-            if let Some(written) = log.last_written_at {
+            if let Some(handled) = self.queue_if_offline(request, &mut log, meta).await? {
+                return Ok(handled);
+            }
+            if let (Some(written), Some(CommandStatus::InProgress)) = (log.last_written_at, log.state.status) {
                 let age = OffsetDateTime::now_utc() - written;
                 if age < self.config.takeover_after {
                     return Ok(Handled::Busy);
@@ -246,7 +297,7 @@ impl<T: VehicleTransport> CommandWorker<T> {
                     "taking over a command whose connector went silent"
                 );
             }
-            if log.state.status == Some(CommandStatus::Pending)
+            if matches!(log.state.status, Some(CommandStatus::Pending | CommandStatus::Queued))
                 && let Err(refused) = self.breakers.admit(&request.vin, std::time::Instant::now())
             {
                 let reason = format!(

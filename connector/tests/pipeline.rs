@@ -45,18 +45,50 @@ async fn read_dtc_streams_three_chunks_then_completes() {
 }
 
 #[tokio::test]
-async fn a_command_for_a_disconnected_vehicle_fails_and_says_why() {
+async fn a_command_for_an_offline_vehicle_waits_queued_and_runs_when_it_returns() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let fleet = fleet(Duration::ZERO);
+    let (_stop, shutdown) = watch::channel(false);
+    let _connector = spawn_connector(&store, fleet.clone(), "c1", ConsumerConfig::default(), shutdown);
+    let offline = Vin::parse("WBADT43452G123456").unwrap();
+    let request = submit(&store, &offline, Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let id = command_id(&request);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = store.read_filtered(StreamName::Responses, &Subject::responses_of(id)).await.unwrap();
+        if let Some(Event::CommandQueued(q)) = log.last().map(|s| &s.event) {
+            assert!(q.reason.contains("not connected"), "{}", q.reason);
+            break;
+        }
+        assert!(Instant::now() < deadline, "never queued: {log:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fleet.set_connected(&offline, true);
+    let events = wait_for_outcome(&store, id).await;
+    assert!(matches!(events.last(), Some(Event::CommandCompleted(_))), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_queued_command_fails_when_its_vehicle_stays_offline_past_the_limit() {
     let server = NatsServer::start().await;
     let store = started(&server).await;
     let (_stop, shutdown) = watch::channel(false);
-    let _connector = spawn_connector(&store, fleet(Duration::ZERO), "c1", ConsumerConfig::default(), shutdown);
+    let config = WorkerConfig {
+        queue_ttl: Duration::from_millis(500),
+        queue_poll: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let _connector = spawn_worker(&store, fleet(Duration::ZERO), config, ConsumerConfig::default(), shutdown);
     let offline = Vin::parse("WBADT43452G123456").unwrap();
-    let request = submit(&store, &offline, Operation::ReadDtc { ecu: EcuAddress::new(0x10) }).await;
+    let request = submit(&store, &offline, Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None }).await;
     let events = wait_for_outcome(&store, command_id(&request)).await;
+    assert!(matches!(events[0], Event::CommandQueued(_)), "{events:?}");
     match events.last() {
-        Some(Event::CommandFailed(f)) => assert!(f.reason.contains("not connected"), "{}", f.reason),
+        Some(Event::CommandFailed(f)) => assert!(f.reason.contains("stayed offline"), "{}", f.reason),
         other => panic!("expected CommandFailed, got {other:?}"),
     }
+    assert!(!events.iter().any(|e| matches!(e, Event::CommandDispatched(_))), "never sent");
 }
 
 #[tokio::test]

@@ -69,6 +69,7 @@ codec_table!(
     CommandDispatched = 1,
     ResponseChunk = 1,
     AttemptFailed = 1,
+    CommandQueued = 1,
     CommandCompleted = 1,
     CommandFailed = 1,
     CommandTimedOut = 1,

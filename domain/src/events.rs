@@ -50,6 +50,15 @@ pub struct ResponseChunk {
     pub received_at: OffsetDateTime,
 }
 
+/// The vehicle was offline: the command waits for it until `until`, then fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandQueued {
+    pub command_id: CommandId,
+    pub reason: String,
+    pub until: OffsetDateTime,
+    pub at: OffsetDateTime,
+}
+
 /// One try at the vehicle failed; another may follow. `may_have_executed` says whether the
 /// request could have reached the ECU, which decides whether a non-idempotent operation may
 /// be tried again.
@@ -219,6 +228,7 @@ pub enum Event {
     CommandDispatched(CommandDispatched),
     ResponseChunk(ResponseChunk),
     AttemptFailed(AttemptFailed),
+    CommandQueued(CommandQueued),
     CommandCompleted(CommandCompleted),
     CommandFailed(CommandFailed),
     CommandTimedOut(CommandTimedOut),
@@ -248,6 +258,7 @@ impl Event {
             Self::CommandDispatched(e) => Some(e.command_id),
             Self::ResponseChunk(e) => Some(e.command_id),
             Self::AttemptFailed(e) => Some(e.command_id),
+            Self::CommandQueued(e) => Some(e.command_id),
             Self::CommandCompleted(e) => Some(e.command_id),
             Self::CommandFailed(e) => Some(e.command_id),
             Self::CommandTimedOut(e) => Some(e.command_id),

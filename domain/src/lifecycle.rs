@@ -18,6 +18,8 @@ use crate::ids::{CommandId, UserId};
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     Pending,
+    /// Waiting for its vehicle to come online (up to a time limit).
+    Queued,
     InProgress,
     Completed,
     Failed,
@@ -29,6 +31,7 @@ impl CommandStatus {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Queued => "queued",
             Self::InProgress => "in_progress",
             Self::Completed => "completed",
             Self::Failed => "failed",
@@ -38,7 +41,7 @@ impl CommandStatus {
     }
 
     pub fn parse(raw: &str) -> Option<Self> {
-        [Self::Pending, Self::InProgress, Self::Completed, Self::Failed, Self::TimedOut, Self::Cancelled]
+        [Self::Pending, Self::Queued, Self::InProgress, Self::Completed, Self::Failed, Self::TimedOut, Self::Cancelled]
             .into_iter()
             .find(|s| s.as_str() == raw)
     }
@@ -52,8 +55,9 @@ impl CommandStatus {
     pub fn rank(&self) -> u8 {
         match self {
             Self::Pending => 0,
-            Self::InProgress => 1,
-            _ => 2,
+            Self::Queued => 1,
+            Self::InProgress => 2,
+            _ => 3,
         }
     }
 }
@@ -80,6 +84,12 @@ pub enum CommandIntent {
         response_id: Uuid,
         payload_json: String,
         is_final: bool,
+        at: OffsetDateTime,
+    },
+    /// The vehicle is offline: wait for it until `until`.
+    Queue {
+        reason: String,
+        until: OffsetDateTime,
         at: OffsetDateTime,
     },
     /// One try failed; the command stays in progress for another.
@@ -118,6 +128,8 @@ pub enum DomainError {
     AlreadyDispatched { attempts: u32 },
     #[error("the final chunk was already recorded")]
     StreamClosed,
+    #[error("only a pending command can be queued; this one is {0}")]
+    NotPending(CommandStatus),
 }
 
 /// A command as far as its events tell.
@@ -136,6 +148,8 @@ pub struct CommandState {
     /// The last try failed before the request could reach the vehicle: even a
     /// non-idempotent operation may be dispatched again.
     pub retry_safe: bool,
+    /// While queued for an offline vehicle: when it stops waiting.
+    pub queued_until: Option<OffsetDateTime>,
 }
 
 impl CommandState {
@@ -192,6 +206,12 @@ pub fn decide(state: &CommandState, intent: CommandIntent) -> Result<Vec<Event>,
                 received_at: at,
             })
         }
+        CommandIntent::Queue { reason, until, at } => {
+            if status != CommandStatus::Pending {
+                return Err(DomainError::NotPending(status));
+            }
+            Event::CommandQueued(CommandQueued { command_id, reason, until, at })
+        }
         CommandIntent::FailAttempt { reason, may_have_executed, at } => {
             if !dispatched {
                 return Err(DomainError::NotDispatched);
@@ -233,6 +253,10 @@ pub fn evolve(mut state: CommandState, event: &Event) -> CommandState {
             state.retry_safe = false;
         }
         Event::AttemptFailed(e) => state.retry_safe = !e.may_have_executed,
+        Event::CommandQueued(e) => {
+            state.status = Some(CommandStatus::Queued);
+            state.queued_until = Some(e.until);
+        }
         Event::ResponseChunk(e) => {
             state.command_id = Some(e.command_id);
             state.status = Some(CommandStatus::InProgress);

@@ -242,6 +242,7 @@ fn given_any_terminal_state_when_anything_then_already_terminal() {
 fn status_names_round_trip_and_rank_never_goes_back() {
     for status in [
         CommandStatus::Pending,
+        CommandStatus::Queued,
         CommandStatus::InProgress,
         CommandStatus::Completed,
         CommandStatus::Failed,
@@ -249,7 +250,7 @@ fn status_names_round_trip_and_rank_never_goes_back() {
         CommandStatus::Cancelled,
     ] {
         assert_eq!(CommandStatus::parse(status.as_str()), Some(status));
-        assert_eq!(status.is_terminal(), status.rank() == 2);
+        assert_eq!(status.is_terminal(), status.rank() == 3);
     }
 }
 
@@ -287,4 +288,34 @@ fn a_non_idempotent_command_is_retried_only_after_a_failure_that_never_reached_t
     // A new dispatch makes it unsafe again until its own outcome is known.
     let again = given(&[clear_dtc(), dispatched(1), attempt_failed(false), dispatched(2)]);
     assert_eq!(decide(&again, redispatch()), Err(DomainError::AlreadyDispatched { attempts: 2 }));
+}
+
+fn queued() -> Event {
+    Event::CommandQueued(CommandQueued {
+        command_id: id(),
+        reason: "vehicle offline".into(),
+        until: at() + time::Duration::seconds(300),
+        at: at(),
+    })
+}
+
+#[test]
+fn given_pending_when_queued_then_queued_until_the_limit() {
+    let intent =
+        CommandIntent::Queue { reason: "vehicle offline".into(), until: at() + time::Duration::seconds(300), at: at() };
+    assert_eq!(decide(&given(&[read_dtc()]), intent.clone()).unwrap(), vec![queued()]);
+    let state = given(&[read_dtc(), queued()]);
+    assert_eq!(state.status, Some(CommandStatus::Queued));
+    assert_eq!(state.queued_until, Some(at() + time::Duration::seconds(300)));
+    assert_eq!(decide(&state, intent), Err(DomainError::NotPending(CommandStatus::Queued)));
+}
+
+#[test]
+fn given_queued_when_the_vehicle_returns_then_dispatched_or_when_the_time_is_up_then_failed() {
+    let state = given(&[read_dtc(), queued()]);
+    let events = decide(&state, CommandIntent::Dispatch { connector: "c1".into(), at: at() }).unwrap();
+    assert!(matches!(&events[..], [Event::CommandDispatched(d)] if d.attempt == 1));
+    let events = decide(&state, CommandIntent::Fail { reason: "stayed offline".into(), at: at() }).unwrap();
+    assert_eq!(events, vec![failed("stayed offline")]);
+    assert_eq!(decide(&state, CommandIntent::Cancel { at: at() }).unwrap(), vec![cancelled()]);
 }

@@ -75,6 +75,9 @@ fn event() -> impl Strategy<Value = Event> {
                 })
             }
         ),
+        (command_id(), ".{0,30}", timestamp(), timestamp()).prop_map(|(command_id, reason, until, at)| {
+            Event::CommandQueued(CommandQueued { command_id, reason, until, at })
+        }),
         (command_id(), any::<u32>(), ".{0,30}", any::<bool>(), timestamp()).prop_map(
             |(command_id, attempt, reason, may_have_executed, at)| {
                 Event::AttemptFailed(AttemptFailed { command_id, attempt, reason, may_have_executed, at })

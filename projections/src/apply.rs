@@ -175,6 +175,10 @@ async fn apply_event(
             .execute(conn)
             .await?;
         }
+        (Projection::Commands, Event::CommandQueued(e)) => {
+            let id = e.command_id.as_uuid();
+            upsert_status(conn, id, CommandStatus::Queued, Some(&e.reason), None, 0).await?;
+        }
         (Projection::Commands, Event::CommandCompleted(e)) => {
             upsert_status(conn, e.command_id.as_uuid(), CommandStatus::Completed, None, Some(e.completed_at), 0)
                 .await?;

@@ -27,6 +27,12 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
             None,
             json!({"attempt": e.attempt, "reason": e.reason, "may_have_executed": e.may_have_executed}),
         ),
+        Event::CommandQueued(e) => (
+            "command_queued",
+            command(&e.command_id),
+            None,
+            json!({"reason": e.reason, "until": e.until.unix_timestamp()}),
+        ),
         Event::CommandCompleted(e) => ("command_completed", command(&e.command_id), None, json!({})),
         Event::CommandFailed(e) => ("command_failed", command(&e.command_id), None, json!({"reason": e.reason})),
         Event::CommandTimedOut(e) => {

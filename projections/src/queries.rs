@@ -329,7 +329,7 @@ pub async fn stats(pool: &sqlx::PgPool, user_id: Option<Uuid>) -> Result<Stats, 
             .fetch_one(pool)
             .await?;
     let (commands_last_hour, ended, completed): (i64, i64, i64) = sqlx::query_as(
-        "SELECT count(*), count(*) FILTER (WHERE status_rank = 2), count(*) FILTER (WHERE status = 'completed')
+        "SELECT count(*), count(*) FILTER (WHERE status_rank = 3), count(*) FILTER (WHERE status = 'completed')
          FROM commands
          WHERE submitted_at >= now() - interval '1 hour' AND ($1::uuid IS NULL OR user_id = $1)",
     )

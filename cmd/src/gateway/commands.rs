@@ -251,7 +251,7 @@ pub async fn responses(
 pub struct CommandQuery {
     /// The vehicle's UUID.
     vehicle_id: Option<String>,
-    /// pending, in_progress, completed, failed, timed_out or cancelled.
+    /// pending, queued, in_progress, completed, failed, timed_out or cancelled.
     status: Option<String>,
     /// A user's UUID (admins and viewers; engineers see only their own).
     user_id: Option<String>,
@@ -299,7 +299,7 @@ pub async fn list(
         && CommandStatus::parse(status).is_none()
     {
         return Err(ApiError::invalid_query(format!(
-            "status must be one of pending, in_progress, completed, failed, timed_out, cancelled; got {status:?}"
+            "status must be one of pending, queued, in_progress, completed, failed, timed_out, cancelled; got {status:?}"
         )));
     }
     let uuid_param = |raw: &Option<String>, field: &str| -> Result<Option<Uuid>, ApiError> {

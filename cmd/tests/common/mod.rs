@@ -98,6 +98,7 @@ impl Stack {
             sim_seed: None,
             command_timeout_secs: 30,
             connector_concurrency: 64,
+            queue_ttl_secs: 1,
             max_attempts: 3,
             breaker_threshold: 5,
             breaker_cooldown_secs: 30,

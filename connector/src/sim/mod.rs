@@ -226,6 +226,10 @@ fn pick(roll: f64, faults: &Faults) -> Option<Fault> {
 }
 
 impl VehicleTransport for SimulatedFleet {
+    fn is_connected(&self, vin: &Vin) -> bool {
+        SimulatedFleet::is_connected(self, vin)
+    }
+
     fn execute(&self, vin: &Vin, operation: &Operation) -> BoxStream<'static, Result<Chunk, TransportError>> {
         let (plan, delay) = self.plan(vin, operation);
         let items: Vec<Result<Chunk, TransportError>> = match plan {

@@ -39,7 +39,7 @@
 
 const API = '/api/v1';
 const SESSION_ENDED = 'Your session ended; please sign in again';
-const COMMAND_STATUSES = ['pending', 'in_progress', 'completed', 'failed', 'timed_out', 'cancelled'];
+const COMMAND_STATUSES = ['pending', 'queued', 'in_progress', 'completed', 'failed', 'timed_out', 'cancelled'];
 const TERMINAL = new Set(['completed', 'failed', 'timed_out', 'cancelled']);
 const VEHICLE_STATUSES = ['connected', 'disconnected', 'error'];
 const ROLES = ['viewer', 'engineer', 'admin'];
