@@ -76,13 +76,7 @@ async fn a_dropped_stream_is_resumed_without_repeating_chunks() {
     r.fleet.inject(&vin(), &[Fault::DropMidStream]);
     let request = submit(&r.store, &vin(), Operation::ReadDtc { ecu: ECU }).await;
     let events = wait_for_outcome(&r.store, command_id(&request)).await;
-    let numbers: Vec<u32> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ResponseChunk(c) => Some(c.sequence_number),
-            _ => None,
-        })
-        .collect();
+    let numbers = chunk_numbers(&events);
     assert_eq!(numbers, vec![0, 1, 2], "{events:?}");
     assert!(matches!(events.last(), Some(Event::CommandCompleted(_))));
 }

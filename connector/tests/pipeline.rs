@@ -137,13 +137,7 @@ async fn a_redelivered_command_is_not_run_twice_and_ends_once() {
     assert_eq!(terminal_count(&read_events), 1, "{read_events:?}");
     assert_eq!(fleet.executions(&vin(), OperationName::ClearDtc), 1, "ClearDTC must never run twice");
     // Whatever the interleaving, chunk numbers never repeat.
-    let mut numbers: Vec<u32> = read_events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ResponseChunk(c) => Some(c.sequence_number),
-            _ => None,
-        })
-        .collect();
+    let mut numbers = chunk_numbers(&read_events);
     let count = numbers.len();
     numbers.dedup();
     assert_eq!(numbers.len(), count, "{read_events:?}");
@@ -190,13 +184,7 @@ async fn a_command_whose_connector_died_resumes_after_the_recorded_chunks() {
 
     assert_eq!(worker.handle(&request).await.unwrap(), Handled::Terminal(CommandStatus::Completed));
     let events = wait_for_outcome(&store, command_id(&request)).await;
-    let numbers: Vec<u32> = events
-        .iter()
-        .filter_map(|e| match e {
-            Event::ResponseChunk(c) => Some(c.sequence_number),
-            _ => None,
-        })
-        .collect();
+    let numbers = chunk_numbers(&events);
     assert_eq!(numbers, vec![0, 1, 2], "resumed after chunk 0 without repeating it");
     assert!(events.iter().any(|e| matches!(e, Event::CommandDispatched(d) if d.attempt == 2)));
 }

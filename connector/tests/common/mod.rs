@@ -119,3 +119,14 @@ pub fn spawn_worker(
 pub fn terminal_count(events: &[Event]) -> usize {
     events.iter().filter(|e| e.is_terminal()).count()
 }
+
+/// The sequence numbers of the response chunks in a command's log, in order.
+pub fn chunk_numbers(events: &[Event]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ResponseChunk(c) => Some(c.sequence_number),
+            _ => None,
+        })
+        .collect()
+}
