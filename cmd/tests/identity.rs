@@ -127,13 +127,8 @@ async fn admins_manage_users_and_every_change_takes_effect_at_once() {
 
     // Promoted: the old token stops (it carries the old role); a new sign-in may submit.
     let promote = stack
-        .http
-        .patch(stack.url(&format!("/api/v1/users/{vera_id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"role": "engineer"}))
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::PATCH, &admin, &format!("/api/v1/users/{vera_id}"), json!({"role": "engineer"}))
+        .await;
     assert_eq!(promote.status(), 200);
     assert_eq!(stack.get(&viewer, "/api/v1/auth/me").await.status(), 401);
     let promoted = stack
@@ -147,23 +142,17 @@ async fn admins_manage_users_and_every_change_takes_effect_at_once() {
 
     // Password reset, then deactivation.
     let reset = stack
-        .http
-        .post(stack.url(&format!("/api/v1/users/{vera_id}/reset-password")))
-        .bearer_auth(&admin)
-        .json(&json!({"password": "vera-pass-NEW"}))
-        .send()
-        .await
-        .unwrap();
+        .send(
+            reqwest::Method::POST,
+            &admin,
+            &format!("/api/v1/users/{vera_id}/reset-password"),
+            json!({"password": "vera-pass-NEW"}),
+        )
+        .await;
     assert_eq!(reset.status(), 200);
     stack.wait_until(|| async { stack.try_login(("vera", "vera-pass-NEW")).await.is_ok() }).await;
-    let deactivate = stack
-        .http
-        .patch(stack.url(&format!("/api/v1/users/{vera_id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"active": false}))
-        .send()
-        .await
-        .unwrap();
+    let deactivate =
+        stack.send(reqwest::Method::PATCH, &admin, &format!("/api/v1/users/{vera_id}"), json!({"active": false})).await;
     assert_eq!(deactivate.status(), 200);
     stack.wait_until(|| async { stack.login_as("vera", "vera-pass-NEW").await.status() == 401 }).await;
     assert_envelope(stack.login_as("vera", "vera-pass-NEW").await, 401, "AUTH_006", "deactivated").await;
@@ -174,13 +163,8 @@ async fn admins_manage_users_and_every_change_takes_effect_at_once() {
     // Admins cannot lock themselves out.
     let admin_id = users.iter().find(|u| u["username"] == "admin").unwrap()["user_id"].as_str().unwrap().to_owned();
     let self_demote = stack
-        .http
-        .patch(stack.url(&format!("/api/v1/users/{admin_id}")))
-        .bearer_auth(&admin)
-        .json(&json!({"role": "viewer"}))
-        .send()
-        .await
-        .unwrap();
+        .send(reqwest::Method::PATCH, &admin, &format!("/api/v1/users/{admin_id}"), json!({"role": "viewer"}))
+        .await;
     assert_envelope(self_demote, 409, "USR_403", "own account").await;
 }
 

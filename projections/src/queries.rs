@@ -146,16 +146,19 @@ pub async fn get_command(pool: &sqlx::PgPool, command_id: Uuid) -> Result<Option
     .await?)
 }
 
-/// Newest first.
-pub async fn list_commands(pool: &sqlx::PgPool, filter: &CommandFilter) -> Result<Vec<CommandView>, ProjectionError> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COMMAND_COLUMNS} FROM commands
-         WHERE submitted_at IS NOT NULL
+/// The filter of `CommandFilter` ($1 vehicle, $2 status, $3 user, $4 from, $5 to); a
+/// command appears only once its request has been projected.
+const COMMAND_WHERE: &str = "WHERE submitted_at IS NOT NULL
            AND ($1::uuid IS NULL OR vehicle_id = $1)
            AND ($2::text IS NULL OR status = $2)
            AND ($3::uuid IS NULL OR user_id = $3)
            AND ($4::timestamptz IS NULL OR submitted_at >= $4)
-           AND ($5::timestamptz IS NULL OR submitted_at <= $5)
+           AND ($5::timestamptz IS NULL OR submitted_at <= $5)";
+
+/// Newest first.
+pub async fn list_commands(pool: &sqlx::PgPool, filter: &CommandFilter) -> Result<Vec<CommandView>, ProjectionError> {
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COMMAND_COLUMNS} FROM commands {COMMAND_WHERE}
          ORDER BY submitted_at DESC, command_id DESC
          LIMIT $6 OFFSET $7"
     )))
@@ -202,22 +205,15 @@ pub async fn ping(pool: &sqlx::PgPool) -> Result<(), ProjectionError> {
 
 /// How many commands match the filter (for `X-Total-Count`).
 pub async fn count_commands(pool: &sqlx::PgPool, filter: &CommandFilter) -> Result<i64, ProjectionError> {
-    let (total,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM commands
-         WHERE submitted_at IS NOT NULL
-           AND ($1::uuid IS NULL OR vehicle_id = $1)
-           AND ($2::text IS NULL OR status = $2)
-           AND ($3::uuid IS NULL OR user_id = $3)
-           AND ($4::timestamptz IS NULL OR submitted_at >= $4)
-           AND ($5::timestamptz IS NULL OR submitted_at <= $5)",
-    )
-    .bind(filter.vehicle_id)
-    .bind(&filter.status)
-    .bind(filter.user_id)
-    .bind(filter.start)
-    .bind(filter.end)
-    .fetch_one(pool)
-    .await?;
+    let (total,): (i64,) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM commands {COMMAND_WHERE}")))
+            .bind(filter.vehicle_id)
+            .bind(&filter.status)
+            .bind(filter.user_id)
+            .bind(filter.start)
+            .bind(filter.end)
+            .fetch_one(pool)
+            .await?;
     Ok(total)
 }
 

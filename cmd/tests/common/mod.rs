@@ -224,6 +224,11 @@ impl Stack {
         self.http.post(self.url("/api/v1/commands")).bearer_auth(token).json(&body).send().await.unwrap()
     }
 
+    /// A signed-in request with a JSON body.
+    pub async fn send(&self, method: reqwest::Method, token: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http.request(method, self.url(path)).bearer_auth(token).json(&body).send().await.unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
