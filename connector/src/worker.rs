@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::breaker::{BreakerConfig, BreakerHook, BreakerState, Breakers};
+use crate::lane::{Lanes, Turn};
 use crate::transport::{TransportError, VehicleTransport};
 
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct WorkerConfig {
     pub queue_ttl: Duration,
     /// How often a queued command looks again whether its vehicle is back.
     pub queue_poll: Duration,
+    /// How often a command waiting behind an earlier one for the same vehicle looks again.
+    pub lane_poll: Duration,
     pub breaker: BreakerConfig,
 }
 
@@ -47,6 +50,7 @@ impl Default for WorkerConfig {
             max_attempts: 3,
             queue_ttl: Duration::from_secs(300),
             queue_poll: Duration::from_secs(1),
+            lane_poll: Duration::from_millis(200),
             breaker: BreakerConfig::default(),
         }
     }
@@ -65,7 +69,8 @@ pub enum Handled {
     Ignored,
     /// Another connector is still working on it: ask again later.
     Busy,
-    /// Queued for an offline vehicle: look again after this long.
+    /// Queued for an offline vehicle, or behind an earlier command for the same vehicle:
+    /// look again after this long.
     Waiting(Duration),
 }
 
@@ -127,6 +132,7 @@ pub struct CommandWorker<T> {
     transport: Arc<T>,
     config: WorkerConfig,
     breakers: Breakers,
+    lanes: Lanes,
 }
 
 impl<T: VehicleTransport> CommandWorker<T> {
@@ -142,7 +148,8 @@ impl<T: VehicleTransport> CommandWorker<T> {
         hook: Option<BreakerHook>,
     ) -> Self {
         let breakers = Breakers::new(config.breaker, hook);
-        Self { store, transport, config, breakers }
+        let lanes = Lanes::new(store.clone());
+        Self { store, transport, config, breakers, lanes }
     }
 
     pub fn breaker_state(&self, vin: &sovd_domain::Vin) -> BreakerState {
@@ -275,12 +282,43 @@ impl<T: VehicleTransport> CommandWorker<T> {
         }))
     }
 
+    /// A vehicle runs one command at a time, in submission order: a command that has not
+    /// started waits (status `queued`, saying behind which command) until every earlier
+    /// command for its vehicle has ended.
+    async fn wait_for_turn(
+        &self,
+        stored: &StoredEvent,
+        request: &CommandRequested,
+        log: &mut Log,
+    ) -> Result<Option<Handled>, WorkerError> {
+        if !matches!(log.state.status, Some(CommandStatus::Pending | CommandStatus::Queued)) {
+            return Ok(None);
+        }
+        let Turn::Behind(earlier) = self.lanes.turn(&request.vin, stored.stream_sequence).await? else {
+            return Ok(None);
+        };
+        if log.state.status == Some(CommandStatus::Pending) {
+            let now = OffsetDateTime::now_utc();
+            let reason = format!(
+                "waiting for command {earlier} to finish: vehicle {} runs one command at a time, in the order submitted",
+                request.vin
+            );
+            let queue = CommandIntent::Queue { reason, until: now + self.config.queue_ttl, at: now };
+            // Losing this race only means someone else wrote first; the next look decides again.
+            let _ = self.record(log, queue, &stored.meta).await?;
+        }
+        Ok(Some(Handled::Waiting(self.config.lane_poll)))
+    }
+
     async fn handle_request(&self, stored: &StoredEvent, request: &CommandRequested) -> Result<Handled, WorkerError> {
         let meta = &stored.meta;
         for _ in 0..self.config.max_conflicts {
             let mut log = self.read_log(stored, request).await?;
             if let Some(status) = log.state.status.filter(CommandStatus::is_terminal) {
                 return Ok(Handled::AlreadyEnded(status));
+            }
+            if let Some(handled) = self.wait_for_turn(stored, request, &mut log).await? {
+                return Ok(handled);
             }
             if let Some(handled) = self.queue_if_offline(request, &mut log, meta).await? {
                 return Ok(handled);

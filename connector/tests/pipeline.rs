@@ -91,6 +91,63 @@ async fn a_queued_command_fails_when_its_vehicle_stays_offline_past_the_limit() 
     assert!(!events.iter().any(|e| matches!(e, Event::CommandDispatched(_))), "never sent");
 }
 
+/// Where each command's events sit in SOVD_RESPONSES: (first dispatch, terminal).
+async fn dispatch_and_end(store: &EventStore, id: sovd_domain::CommandId) -> (u64, u64) {
+    let log = store.read_filtered(StreamName::Responses, &Subject::responses_of(id)).await.unwrap();
+    let first = |wanted: fn(&Event) -> bool| log.iter().find(|s| wanted(&s.event)).unwrap().stream_sequence;
+    (first(|e| matches!(e, Event::CommandDispatched(_))), first(Event::is_terminal))
+}
+
+#[tokio::test]
+async fn a_vehicle_runs_one_command_at_a_time_in_submission_order_across_two_connectors() {
+    let server = NatsServer::start().await;
+    let store = started(&server).await;
+    let fleet = fleet(Duration::from_millis(10));
+    let (_stop, shutdown) = watch::channel(false);
+    let _a = spawn_connector(&store, fleet.clone(), "a", ConsumerConfig::default(), shutdown.clone());
+    let _b = spawn_connector(&store, fleet.clone(), "b", ConsumerConfig::default(), shutdown);
+
+    // Eight commands for one vehicle, submitted at once, and one for another vehicle.
+    let operations = [
+        Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
+        Operation::ClearDtc { ecu: EcuAddress::new(0x10), dtc: None },
+        Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
+        Operation::ReadDtc { ecu: EcuAddress::new(0x18) },
+    ];
+    let mut ids = Vec::new();
+    for operation in operations.iter().cycle().take(8) {
+        ids.push(command_id(&submit(&store, &vin(), operation.clone()).await));
+    }
+    let elsewhere = command_id(&submit(&store, &other_vin(), operations[0].clone()).await);
+
+    let mut windows = Vec::new();
+    for &id in &ids {
+        let events = wait_for_outcome(&store, id).await;
+        assert!(matches!(events.last(), Some(Event::CommandCompleted(_))), "{events:?}");
+        windows.push(dispatch_and_end(&store, id).await);
+    }
+    for (i, pair) in windows.windows(2).enumerate() {
+        let ((_, ended), (dispatched, _)) = (pair[0], pair[1]);
+        assert!(dispatched > ended, "command {} started (seq {dispatched}) before command {i} ended (seq {ended})", i + 1);
+    }
+    // ClearDTC really ran between the reads: the read after it finds the memory empty.
+    let third = wait_for_outcome(&store, ids[2]).await;
+    let chunk = third.iter().find_map(|e| match e {
+        Event::ResponseChunk(c) => Some(c.payload_json.clone()),
+        _ => None,
+    });
+    assert!(!chunk.unwrap_or_default().contains("P0420"), "the read after the clear saw no old codes");
+    // Waiting commands said why.
+    let waited = store.read_filtered(StreamName::Responses, &Subject::responses_of(ids[7])).await.unwrap();
+    assert!(
+        waited.iter().any(|s| matches!(&s.event, Event::CommandQueued(q) if q.reason.contains("one command at a time"))),
+        "{waited:?}"
+    );
+    // Another vehicle does not wait for this one.
+    let (other_dispatched, _) = dispatch_and_end(&store, elsewhere).await;
+    assert!(other_dispatched < windows[7].0, "the other vehicle's command ran meanwhile");
+}
+
 #[tokio::test]
 async fn two_workers_racing_on_one_command_write_exactly_one_outcome() {
     let server = NatsServer::start().await;

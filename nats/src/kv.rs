@@ -1,5 +1,6 @@
-//! Key-value buckets (JetStream KV) for state that every gateway replica must share at once:
-//! refresh tokens, revocations, sign-in lockouts, username reservations and idempotency keys.
+//! Key-value buckets (JetStream KV) for state that every replica must share at once:
+//! refresh tokens, revocations, sign-in lockouts, username reservations, idempotency keys and
+//! each vehicle's command watermark.
 //! None of it is history; the events that matter are on the streams.
 
 use std::time::Duration;
@@ -20,11 +21,20 @@ pub enum Bucket {
     Usernames,
     /// `<user_id>.<key>` -> command id for `Idempotency-Key`.
     Idempotency,
+    /// `<vin>` -> the vehicle's low watermark on SOVD_COMMANDS: every command requested for it
+    /// at or below that sequence has ended (see docs/adr/005-one-command-per-vehicle.md).
+    VehicleLanes,
 }
 
 impl Bucket {
-    pub const ALL: [Self; 5] =
-        [Self::RefreshTokens, Self::Revocations, Self::Lockouts, Self::Usernames, Self::Idempotency];
+    pub const ALL: [Self; 6] = [
+        Self::RefreshTokens,
+        Self::Revocations,
+        Self::Lockouts,
+        Self::Usernames,
+        Self::Idempotency,
+        Self::VehicleLanes,
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -33,6 +43,7 @@ impl Bucket {
             Self::Lockouts => "sovd_lockouts",
             Self::Usernames => "sovd_usernames",
             Self::Idempotency => "sovd_idempotency",
+            Self::VehicleLanes => "sovd_vehicle_lanes",
         }
     }
 
@@ -42,7 +53,9 @@ impl Bucket {
             // Longer than the longest-lived token they describe.
             Self::RefreshTokens | Self::Revocations => 8 * DAY,
             Self::Lockouts | Self::Idempotency => DAY,
-            Self::Usernames => Duration::ZERO,
+            // A lost watermark is only slower (the next command scans from the start), but
+            // keeping it costs one small entry per vehicle.
+            Self::Usernames | Self::VehicleLanes => Duration::ZERO,
         }
     }
 
@@ -58,15 +71,18 @@ impl Bucket {
     }
 }
 
+/// Opens one bucket, creating or updating it first.
+pub async fn open_bucket(js: &jetstream::Context, bucket: Bucket, replicas: usize) -> Result<kv::Store, ReadError> {
+    js.create_or_update_key_value(bucket.config(replicas))
+        .await
+        .map_err(|e| ReadError::Unavailable(format!("could not create bucket {}: {e}", bucket.name())))
+}
+
 /// Opens every bucket, creating or updating it first.
 pub async fn ensure_buckets(js: &jetstream::Context, replicas: usize) -> Result<Vec<(Bucket, kv::Store)>, ReadError> {
     let mut stores = Vec::new();
     for bucket in Bucket::ALL {
-        let store = js
-            .create_or_update_key_value(bucket.config(replicas))
-            .await
-            .map_err(|e| ReadError::Unavailable(format!("could not create bucket {}: {e}", bucket.name())))?;
-        stores.push((bucket, store));
+        stores.push((bucket, open_bucket(js, bucket, replicas).await?));
     }
     Ok(stores)
 }
@@ -79,6 +95,7 @@ pub struct Buckets {
     pub lockouts: kv::Store,
     pub usernames: kv::Store,
     pub idempotency: kv::Store,
+    pub vehicle_lanes: kv::Store,
 }
 
 impl Buckets {
@@ -96,6 +113,7 @@ impl Buckets {
             lockouts: take(Bucket::Lockouts)?,
             usernames: take(Bucket::Usernames)?,
             idempotency: take(Bucket::Idempotency)?,
+            vehicle_lanes: take(Bucket::VehicleLanes)?,
         })
     }
 }

@@ -91,26 +91,25 @@ impl EventStore {
 
     /// The last event on a subject, or `None` when the subject is empty.
     pub async fn last_on_subject(&self, stream: StreamName, subject: &str) -> Result<Option<StoredEvent>, ReadError> {
-        let stream_handle =
-            self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-        match stream_handle.direct_get_last_for_subject(subject).await {
-            Ok(message) => {
-                let (meta, event) =
-                    envelope::decode(Some(&message.headers), &message.payload).map_err(|e| ReadError::Undecodable {
-                        stream: stream.as_str().to_owned(),
-                        sequence: message.sequence,
-                        reason: e.to_string(),
-                    })?;
-                Ok(Some(StoredEvent {
-                    stream_sequence: message.sequence,
-                    subject: message.subject.to_string(),
-                    meta,
-                    event,
-                }))
-            }
-            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ReadError::Unavailable(e.to_string())),
-        }
+        let handle = self.stream_handle(stream).await?;
+        decode_direct(stream, handle.direct_get_last_for_subject(subject).await)
+    }
+
+    /// The first event at or after `from_sequence` on the subjects matching `filter` (which
+    /// may hold wildcards), or `None` when there is none. One direct get: cheap enough to
+    /// walk a few events of one aggregate without a consumer.
+    pub async fn next_on_subject(
+        &self,
+        stream: StreamName,
+        filter: &str,
+        from_sequence: u64,
+    ) -> Result<Option<StoredEvent>, ReadError> {
+        let handle = self.stream_handle(stream).await?;
+        decode_direct(stream, handle.direct_get_next_for_subject(filter, Some(from_sequence.max(1))).await)
+    }
+
+    async fn stream_handle(&self, stream: StreamName) -> Result<jetstream::stream::Stream<()>, ReadError> {
+        self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| ReadError::Unavailable(e.to_string()))
     }
 
     /// Every event on the subjects matching `filter`, in stream order, up to the last one
@@ -141,7 +140,7 @@ impl EventStore {
         start_sequence: u64,
     ) -> Result<impl futures::Stream<Item = Result<StoredEvent, ReadError>> + use<>, ReadError> {
         let unavailable = |e: &dyn std::fmt::Display| ReadError::Unavailable(e.to_string());
-        let handle = self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| unavailable(&e))?;
+        let handle = self.stream_handle(stream).await?;
         let deliver_policy = if start_sequence <= 1 {
             consumer::DeliverPolicy::All
         } else {
@@ -166,4 +165,23 @@ impl EventStore {
             Ok(StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event })
         }))
     }
+}
+
+/// A direct get's answer as a stored event; "no message" is `None`.
+fn decode_direct(
+    stream: StreamName,
+    answer: Result<jetstream::message::StreamMessage, jetstream::stream::DirectGetError>,
+) -> Result<Option<StoredEvent>, ReadError> {
+    let message = match answer {
+        Ok(message) => message,
+        Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(ReadError::Unavailable(e.to_string())),
+    };
+    let (meta, event) =
+        envelope::decode(Some(&message.headers), &message.payload).map_err(|e| ReadError::Undecodable {
+            stream: stream.as_str().to_owned(),
+            sequence: message.sequence,
+            reason: e.to_string(),
+        })?;
+    Ok(Some(StoredEvent { stream_sequence: message.sequence, subject: message.subject.to_string(), meta, event }))
 }

@@ -59,6 +59,11 @@ impl Subject {
         format!("sovd.rsp.*.{command_id}")
     }
 
+    /// Filter for every request about one vehicle's commands, in submission order.
+    pub fn commands_of(vin: &Vin) -> String {
+        format!("sovd.cmd.{vin}.*")
+    }
+
     /// Filter for every command request.
     pub fn all_commands() -> &'static str {
         "sovd.cmd.>"
