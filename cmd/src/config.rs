@@ -55,6 +55,20 @@ pub enum Command {
     Watch(crate::watch::WatchArgs),
     /// Manage user accounts (each change is an event on SOVD_IAM).
     User(UserArgs),
+    /// The simulated fleet as its own process, served over NATS to `sovd connector --transport nats`.
+    Simulator(SimulatorArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    /// NATS server URL.
+    #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222")]
+    pub nats_url: String,
+    /// JetStream replicas per stream (3 in production clusters).
+    #[arg(long, env = "SOVD_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    #[command(flatten)]
+    pub fleet: FleetOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -100,11 +114,9 @@ pub struct GatewayArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// The simulated fleet: which vehicles, how they answer, which faults.
 #[derive(Debug, Clone, Args)]
-pub struct ConnectorOptions {
-    /// Name of this connector in the log; defaults to host name and process id.
-    #[arg(long, env = "SOVD_CONNECTOR_NAME")]
-    pub connector_name: Option<String>,
+pub struct FleetOptions {
     /// The simulated fleet: vehicles, latency, faults and seed (JSON; see deploy/local/fleet.json,
     /// which is also the built-in default).
     #[arg(long, env = "SOVD_FLEET_FILE")]
@@ -118,6 +130,30 @@ pub struct ConnectorOptions {
     /// Override the fleet file's seed (faults and jitter repeat under the same seed).
     #[arg(long, env = "SOVD_SIM_SEED")]
     pub sim_seed: Option<u64>,
+}
+
+/// How a connector reaches vehicles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// A simulated fleet inside this process (one connector; `sovd dev`).
+    Embedded,
+    /// Vehicles served over NATS by `sovd simulator`, shared by any number of connectors.
+    Nats,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectorOptions {
+    /// Name of this connector in the log; defaults to host name and process id.
+    #[arg(long, env = "SOVD_CONNECTOR_NAME")]
+    pub connector_name: Option<String>,
+    /// Where the vehicles are.
+    #[arg(long, env = "SOVD_TRANSPORT", value_enum, default_value = "embedded")]
+    pub transport: Transport,
+    #[command(flatten)]
+    pub fleet: FleetOptions,
+    /// Seconds without a word from a connector before its unfinished commands go to another.
+    #[arg(long, env = "SOVD_TAKEOVER_AFTER_SECS", default_value_t = 30)]
+    pub takeover_after_secs: u64,
     /// Seconds a vehicle may take for one command before it times out.
     #[arg(long, env = "SOVD_COMMAND_TIMEOUT_SECS", default_value_t = 30)]
     pub command_timeout_secs: u64,

@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Watch(args) => watch::run(args).await,
         Command::User(args) => user_cli::run(args).await,
+        Command::Simulator(args) => run::run_simulator(args).await,
         Command::Dev(args) => dev(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();

@@ -8,14 +8,15 @@ use std::time::Duration;
 use anyhow::Context;
 use sovd_connector::breaker::{BreakerConfig, BreakerHook, BreakerState};
 use sovd_connector::consumer::{self, ConsumerConfig};
-use sovd_connector::{CommandWorker, FleetConfig, SimulatedFleet, WorkerConfig};
+use sovd_connector::remote::RemoteFleet;
+use sovd_connector::{CommandWorker, FleetConfig, SimulatedFleet, VehicleTransport, WorkerConfig};
 use sovd_domain::events::VehicleCircuitChanged;
 use sovd_domain::{Event, Vin};
 use sovd_nats::{AppendOptions, EventMeta, EventStore, Subject};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
-use crate::config::{CommonArgs, ConnectorOptions, GatewayArgs};
+use crate::config::{CommonArgs, ConnectorOptions, FleetOptions, GatewayArgs, SimulatorArgs, Transport};
 use crate::gateway::jwt::JwtKey;
 use crate::gateway::ratelimit::{RateLimiter, RateLimits};
 use crate::gateway::sessions::Sessions;
@@ -80,22 +81,35 @@ pub async fn until_ok<T, E: std::fmt::Display, Fut: Future<Output = Result<T, E>
     }
 }
 
+/// NATS only, with every stream in place (for processes that never touch Postgres).
+pub async fn connect_nats(
+    url: &str,
+    replicas: usize,
+    name: &str,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<(async_nats::Client, EventStore)>> {
+    let nats = async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connect(url)
+        .await
+        .with_context(|| format!("bad NATS URL {url}"))?;
+    let store = EventStore::new(nats.clone());
+    if until_ok("NATS JetStream", shutdown, || store.ensure_streams(replicas)).await.is_none() {
+        return Ok(None);
+    }
+    Ok(Some((nats, store)))
+}
+
 pub async fn connect(
     common: &CommonArgs,
     name: &str,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Deps>> {
-    let nats = async_nats::ConnectOptions::new()
-        .name(name)
-        .retry_on_initial_connect()
-        .connect(&common.nats_url)
-        .await
-        .with_context(|| format!("bad NATS URL {}", common.nats_url))?;
-    let store = EventStore::new(nats.clone());
     let replicas = common.stream_replicas;
-    if until_ok("NATS JetStream", shutdown, || store.ensure_streams(replicas)).await.is_none() {
+    let Some((nats, store)) = connect_nats(&common.nats_url, replicas, name, shutdown).await? else {
         return Ok(None);
-    }
+    };
     let js = store.jetstream().clone();
     let Some(buckets) = until_ok("NATS key-value buckets", shutdown, || Buckets::open(&js, replicas)).await else {
         return Ok(None);
@@ -146,8 +160,13 @@ pub fn spawn_projector(deps: &Deps, shutdown: &watch::Receiver<bool>) -> Vec<tok
 }
 
 /// The simulated fleet from the fleet file (or the built-in one) and the overriding flags,
-/// registered and announced on SOVD_FLEET.
-pub async fn simulated_fleet(store: &EventStore, options: &ConnectorOptions) -> anyhow::Result<Arc<SimulatedFleet>> {
+/// registered and announced on SOVD_FLEET; its connectivity changes (drills, the disconnect
+/// fault) are recorded there as they happen, until `shutdown`.
+pub async fn simulated_fleet(
+    store: &EventStore,
+    options: &FleetOptions,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Arc<SimulatedFleet>> {
     let mut config = match &options.fleet_file {
         Some(path) => FleetConfig::load(path)?,
         None => FleetConfig::builtin(),
@@ -162,9 +181,13 @@ pub async fn simulated_fleet(store: &EventStore, options: &ConnectorOptions) -> 
     if let Some(seed) = options.sim_seed {
         config.seed = seed;
     }
-    let fleet = SimulatedFleet::new(config.sim_config());
+    let fleet = Arc::new(SimulatedFleet::new(config.sim_config()));
     sovd_connector::fleet::register(store, &fleet, &config.all_vehicles()).await?;
-    Ok(Arc::new(fleet))
+    tokio::spawn(sovd_connector::fleet::record_changes(store.clone(), fleet.clone(), shutdown.clone()));
+    if config.faults.disconnect_per_sec > 0.0 {
+        tokio::spawn(sovd_connector::fleet::drive_connectivity(fleet.clone(), shutdown.clone()));
+    }
+    Ok(fleet)
 }
 
 pub fn connector_name(options: &ConnectorOptions) -> String {
@@ -175,18 +198,39 @@ pub fn connector_name(options: &ConnectorOptions) -> String {
     })
 }
 
+/// The connector: the shared command consumer, restarted until shutdown. With the embedded
+/// transport it also returns the in-process fleet (tests inject faults through it).
 pub async fn spawn_connector(
     deps: &Deps,
     options: &ConnectorOptions,
     metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
-) -> anyhow::Result<(tokio::task::JoinHandle<()>, Arc<SimulatedFleet>)> {
-    let fleet = simulated_fleet(&deps.store, options).await?;
-    let handle = fleet.clone();
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, Option<Arc<SimulatedFleet>>)> {
+    Ok(match options.transport {
+        Transport::Embedded => {
+            let fleet = simulated_fleet(&deps.store, &options.fleet, shutdown).await?;
+            (run_connector(deps, fleet.clone(), options, metrics, shutdown), Some(fleet))
+        }
+        Transport::Nats => {
+            let fleet = Arc::new(RemoteFleet::start(&deps.store, shutdown.clone()).await?);
+            (run_connector(deps, fleet, options, metrics, shutdown), None)
+        }
+    })
+}
+
+fn run_connector<T: VehicleTransport>(
+    deps: &Deps,
+    transport: Arc<T>,
+    options: &ConnectorOptions,
+    metrics: &Metrics,
+    shutdown: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     let name = connector_name(options);
+    let takeover_after = Duration::from_secs(options.takeover_after_secs.max(1));
     let worker_config = WorkerConfig {
         name: name.clone(),
         command_timeout: Duration::from_secs(options.command_timeout_secs),
+        takeover_after,
         max_attempts: options.max_attempts.max(1),
         queue_ttl: Duration::from_secs(options.queue_ttl_secs),
         breaker: BreakerConfig {
@@ -196,9 +240,11 @@ pub async fn spawn_connector(
         ..Default::default()
     };
     let hook = breaker_hook(deps.store.clone(), metrics.clone(), name);
-    let worker = Arc::new(CommandWorker::with_breaker_hook(deps.store.clone(), handle, worker_config, Some(hook)));
+    let worker = Arc::new(CommandWorker::with_breaker_hook(deps.store.clone(), transport, worker_config, Some(hook)));
     let hook_metrics = metrics.clone();
     let config = ConsumerConfig {
+        // A message comes back to the group when its connector stops acking for this long.
+        ack_wait: takeover_after,
         concurrency: options.connector_concurrency,
         on_outcome: Some(Arc::new(move |status, elapsed| {
             hook_metrics.commands_executed_total.with_label_values(&[status.as_str()]).inc();
@@ -208,7 +254,7 @@ pub async fn spawn_connector(
     };
     let js = deps.store.jetstream().clone();
     let shutdown = shutdown.clone();
-    let task = tokio::spawn(async move {
+    tokio::spawn(async move {
         // The consumer ends on errors (NATS gone); start it again until shutdown.
         while !*shutdown.borrow() {
             if let Err(error) = consumer::run(worker.clone(), js.clone(), config.clone(), shutdown.clone()).await {
@@ -216,8 +262,19 @@ pub async fn spawn_connector(
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
-    });
-    Ok((task, fleet))
+    })
+}
+
+/// `sovd simulator`: the simulated fleet as its own process, serving its vehicles over NATS.
+pub async fn run_simulator(args: SimulatorArgs) -> anyhow::Result<()> {
+    let (_stop, shutdown) = shutdown_signal();
+    let Some((client, store)) = connect_nats(&args.nats_url, args.stream_replicas, "sovd-simulator", &shutdown).await?
+    else {
+        return Ok(());
+    };
+    let fleet = simulated_fleet(&store, &args.fleet, &shutdown).await?;
+    sovd_connector::remote::serve(client, fleet, shutdown).await?;
+    Ok(())
 }
 
 /// Every change of a vehicle's circuit: a metric, and an event so the fleet view shows it.

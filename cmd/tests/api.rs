@@ -243,7 +243,7 @@ async fn a_vehicle_that_keeps_failing_shows_its_open_circuit_in_status_and_metri
     let stack = Stack::start().await;
     let admin = stack.login(ADMIN).await;
     let vin = sovd_domain::Vin::parse(VIN).unwrap();
-    stack.fleet.inject(&vin, &[sovd_connector::sim::Fault::Unreachable; 5]);
+    stack.fleet().inject(&vin, &[sovd_connector::sim::Fault::Unreachable; 5]);
     // Three tries for the first command, two for the second: five failures in a row.
     for _ in 0..2 {
         let command: Value = stack.submit(&admin, read_dtc()).await.json().await.unwrap();
@@ -267,4 +267,38 @@ async fn a_vehicle_that_keeps_failing_shows_its_open_circuit_in_status_and_metri
     let id = command["command_id"].as_str().unwrap().to_owned();
     let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={admin}"))).await;
     assert!(events.last().unwrap()["error_message"].as_str().unwrap().contains("circuit breaker open"), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_vehicle_that_drops_off_and_returns_is_an_event_and_shows_in_status_and_metrics() {
+    let stack = Stack::start().await;
+    let admin = stack.login(ADMIN).await;
+    let vin = sovd_domain::Vin::parse(VIN).unwrap();
+    let vehicles: Vec<Value> = stack.get(&admin, &format!("/api/v1/vehicles?search={VIN}")).await.json().await.unwrap();
+    let id = vehicles[0]["vehicle_id"].as_str().unwrap().to_owned();
+    let connections = || async {
+        let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.lines().find_map(|l| l.strip_prefix("vehicle_connections_active ")?.parse::<i64>().ok())
+    };
+    let status_is = |wanted: &'static str| {
+        let (stack, admin, id) = (&stack, &admin, &id);
+        async move {
+            let s: Value = stack.get(admin, &format!("/api/v1/vehicles/{id}/status")).await.json().await.unwrap();
+            s["connection_status"] == wanted
+        }
+    };
+    assert_eq!(connections().await, Some(3));
+
+    stack.fleet().set_connected(&vin, false);
+    stack.wait_until(|| status_is("disconnected")).await;
+    assert_eq!(connections().await, Some(2));
+    let fleet_log = stack.deps.store.read_filtered(sovd_nats::StreamName::Fleet, &format!("sovd.veh.{VIN}")).await.unwrap();
+    assert!(
+        matches!(&fleet_log.last().unwrap().event, sovd_domain::Event::VehicleDisconnected(d) if d.reason.contains("switched off")),
+        "the change is an event on SOVD_FLEET"
+    );
+
+    stack.fleet().set_connected(&vin, true);
+    stack.wait_until(|| status_is("connected")).await;
+    assert_eq!(connections().await, Some(3));
 }

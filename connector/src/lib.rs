@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod consumer;
 pub mod fleet;
 pub mod lane;
+pub mod remote;
 pub mod sim;
 pub mod transport;
 pub mod worker;

@@ -10,7 +10,7 @@ pub mod proxy;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sovd::config::{CommonArgs, ConnectorOptions};
+use sovd::config::{CommonArgs, ConnectorOptions, FleetOptions, Transport};
 use sovd::gateway::jwt::JwtKey;
 use sovd::metrics::Metrics;
 use sovd::{run, seed};
@@ -24,8 +24,9 @@ pub struct Stack {
     pub base: String,
     pub http: reqwest::Client,
     pub deps: run::Deps,
-    /// The simulated vehicles, for injecting faults.
-    pub fleet: std::sync::Arc<sovd_connector::SimulatedFleet>,
+    /// The in-process simulated vehicles, for injecting faults (none when connectors run as
+    /// their own processes).
+    fleet: Option<std::sync::Arc<sovd_connector::SimulatedFleet>>,
     pub settings: run::GatewaySettings,
     /// Through the proxy, as the gateway sees it.
     pub database_url: String,
@@ -79,6 +80,15 @@ impl Stack {
     }
 
     pub async fn start_with(settings: run::GatewaySettings) -> Self {
+        Self::start_inner(settings, true).await
+    }
+
+    /// Gateway and projector only: connectors and vehicles run as separate processes.
+    pub async fn start_without_connector() -> Self {
+        Self::start_inner(test_settings(), false).await
+    }
+
+    async fn start_inner(settings: run::GatewaySettings, connector: bool) -> Self {
         let nats = NatsServer::start().await;
         let (_, direct_url) = sovd_projections::testing::fresh_database().await;
         let url = url_parts(&direct_url);
@@ -92,10 +102,9 @@ impl Stack {
         run::spawn_projector(&deps, &shutdown);
         let options = ConnectorOptions {
             connector_name: Some("test-connector".into()),
-            fleet_file: None,
-            sim_vehicles: None,
-            sim_chunk_delay_ms: Some(5),
-            sim_seed: None,
+            transport: Transport::Embedded,
+            fleet: FleetOptions { fleet_file: None, sim_vehicles: None, sim_chunk_delay_ms: Some(5), sim_seed: None },
+            takeover_after_secs: 30,
             command_timeout_secs: 30,
             connector_concurrency: 64,
             queue_ttl_secs: 1,
@@ -103,7 +112,10 @@ impl Stack {
             breaker_threshold: 5,
             breaker_cooldown_secs: 30,
         };
-        let (_, fleet) = run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap();
+        let fleet = match connector {
+            true => run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap().1,
+            false => None,
+        };
         let base = spawn_gateway(&deps, settings.clone(), metrics, shutdown.clone()).await;
         let stack = Self {
             nats,
@@ -117,8 +129,14 @@ impl Stack {
             shutdown,
             _stop: stop,
         };
-        stack.wait_until(|| async { stack.count("vehicles").await == 4 && stack.count("users").await == 2 }).await;
+        let vehicles = if connector { 4 } else { 0 };
+        stack.wait_until(|| async { stack.count("vehicles").await == vehicles && stack.count("users").await == 2 }).await;
         stack
+    }
+
+    /// The in-process simulated fleet.
+    pub fn fleet(&self) -> &sovd_connector::SimulatedFleet {
+        self.fleet.as_ref().expect("this stack runs its connector in process")
     }
 
     /// Rows in a read model (straight from Postgres: no sign-in, no rate limit used).

@@ -23,6 +23,10 @@ pub struct Faults {
     pub malformed: f64,
     /// The connection drops after half of the answer's chunks.
     pub drop_mid_stream: f64,
+    /// Chance per second that a connected vehicle disconnects (not per request).
+    pub disconnect_per_sec: f64,
+    /// How long a vehicle that disconnected stays away before it reconnects.
+    pub offline_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -120,6 +124,9 @@ impl FleetConfig {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(format!("faults.{name} must be between 0 and 1, got {rate}"));
             }
+        }
+        if !(0.0..=1.0).contains(&f.disconnect_per_sec) {
+            return Err(format!("faults.disconnect_per_sec must be between 0 and 1, got {}", f.disconnect_per_sec));
         }
         if f.timeout + f.unreachable + f.malformed + f.drop_mid_stream > 1.0 {
             return Err("the fault rates add up to more than 1".into());

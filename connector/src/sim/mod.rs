@@ -8,12 +8,13 @@ pub mod ecu;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use serde_json::Value;
 use sovd_domain::{Operation, OperationName, Vin};
+use tokio::sync::Notify;
 
 pub use config::{Faults, FleetConfig, Latency, VehicleConfig};
 use ecu::Ecu;
@@ -77,15 +78,29 @@ pub enum Fault {
 #[derive(Debug)]
 struct SimVehicle {
     connected: bool,
+    /// Set while away after a disconnect fault: when it comes back.
+    back_at: Option<Instant>,
     ecus: BTreeMap<u8, Ecu>,
     rng: Rng,
     forced: std::collections::VecDeque<Fault>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FleetState {
     vehicles: HashMap<Vin, SimVehicle>,
     executions: HashMap<(Vin, OperationName), u64>,
+    /// Connectivity changes not yet recorded on SOVD_FLEET.
+    changes: Vec<Connectivity>,
+    /// Draws for disconnect faults, apart from each vehicle's request sequence.
+    connectivity_rng: Rng,
+}
+
+/// A vehicle came or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connectivity {
+    pub vin: Vin,
+    pub connected: bool,
+    pub reason: String,
 }
 
 /// What one request will do, decided up front from the vehicle's random sequence.
@@ -104,11 +119,18 @@ enum Plan {
 pub struct SimulatedFleet {
     config: SimConfig,
     state: Arc<Mutex<FleetState>>,
+    changed: Arc<Notify>,
 }
 
 impl SimulatedFleet {
     pub fn new(config: SimConfig) -> Self {
-        Self { config, state: Arc::default() }
+        let state = FleetState {
+            vehicles: HashMap::new(),
+            executions: HashMap::new(),
+            changes: Vec::new(),
+            connectivity_rng: Rng::new(config.seed ^ 0xC0FF_EE00_D15C_0000),
+        };
+        Self { config, state: Arc::new(Mutex::new(state)), changed: Arc::default() }
     }
 
     /// Adds a vehicle with an engine (0x10, with the two seed trouble codes), a transmission
@@ -118,7 +140,8 @@ impl SimulatedFleet {
         let ecus =
             BTreeMap::from([(0x10, Ecu::engine(vin.as_str())), (0x18, Ecu::transmission()), (0x28, Ecu::brakes())]);
         self.with_state(|s| {
-            s.vehicles.insert(vin, SimVehicle { connected, ecus, rng: Rng::new(seed), forced: Default::default() });
+            let vehicle = SimVehicle { connected, back_at: None, ecus, rng: Rng::new(seed), forced: Default::default() };
+            s.vehicles.insert(vin, vehicle);
         });
     }
 
@@ -131,12 +154,54 @@ impl SimulatedFleet {
         });
     }
 
+    /// Connects or disconnects a vehicle (a drill, or a test); the change is recorded on
+    /// SOVD_FLEET by whoever drains [`Self::take_changes`].
     pub fn set_connected(&self, vin: &Vin, connected: bool) {
-        self.with_state(|s| {
-            if let Some(v) = s.vehicles.get_mut(vin) {
-                v.connected = connected;
+        let reason = if connected { "vehicle came back" } else { "vehicle switched off" };
+        self.with_state(|s| change(s, vin, connected, reason));
+        self.changed.notify_one();
+    }
+
+    /// Connectivity changes since the last call, oldest first.
+    pub fn take_changes(&self) -> Vec<Connectivity> {
+        self.with_state(|s| std::mem::take(&mut s.changes))
+    }
+
+    /// Resolves when there may be changes to take.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The disconnect fault, for `elapsed` of simulated time ending `now`: each connected
+    /// vehicle drops with the configured chance per second and returns after the configured
+    /// time away. Vehicles are visited in VIN order, so the same seed gives the same story.
+    pub fn roll_connectivity(&self, elapsed: Duration, now: Instant) {
+        let chance = self.config.faults.disconnect_per_sec * elapsed.as_secs_f64();
+        let away = Duration::from_millis(self.config.faults.offline_ms);
+        let changed = self.with_state(|s| {
+            let mut vins: Vec<Vin> = s.vehicles.keys().cloned().collect();
+            vins.sort();
+            let before = s.changes.len();
+            for vin in vins {
+                let roll = s.connectivity_rng.unit();
+                let Some(vehicle) = s.vehicles.get_mut(&vin) else { continue };
+                match vehicle.back_at {
+                    Some(back) if back <= now => {
+                        vehicle.back_at = None;
+                        change(s, &vin, true, "vehicle reconnected after a dropped connection");
+                    }
+                    None if vehicle.connected && roll < chance => {
+                        vehicle.back_at = Some(now + away);
+                        change(s, &vin, false, "connection to the vehicle dropped");
+                    }
+                    _ => {}
+                }
             }
+            s.changes.len() > before
         });
+        if changed {
+            self.changed.notify_one();
+        }
     }
 
     pub fn is_connected(&self, vin: &Vin) -> bool {
@@ -150,6 +215,11 @@ impl SimulatedFleet {
     /// How many times `operation` really ran on `vin`.
     pub fn executions(&self, vin: &Vin, operation: OperationName) -> u64 {
         self.with_state(|s| s.executions.get(&(vin.clone(), operation)).copied().unwrap_or(0))
+    }
+
+    /// Every (vehicle, operation) that ran, with how often.
+    pub fn all_executions(&self) -> Vec<((Vin, OperationName), u64)> {
+        self.with_state(|s| s.executions.iter().map(|(key, count)| (key.clone(), *count)).collect())
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut FleetState) -> T) -> T {
@@ -205,6 +275,19 @@ impl SimulatedFleet {
             }
         })
     }
+}
+
+/// Records a change of connectivity (nothing when the vehicle already is so).
+fn change(state: &mut FleetState, vin: &Vin, connected: bool, reason: &str) {
+    let Some(vehicle) = state.vehicles.get_mut(vin) else { return };
+    if vehicle.connected == connected {
+        return;
+    }
+    vehicle.connected = connected;
+    if connected {
+        vehicle.back_at = None;
+    }
+    state.changes.push(Connectivity { vin: vin.clone(), connected, reason: reason.to_owned() });
 }
 
 /// Which fault, if any, a roll in [0, 1) lands on: the rates are consecutive bands.
@@ -274,7 +357,7 @@ mod tests {
     }
 
     fn faulty(seed: u64) -> SimulatedFleet {
-        let faults = Faults { timeout: 0.1, unreachable: 0.1, malformed: 0.1, drop_mid_stream: 0.1 };
+        let faults = Faults { timeout: 0.1, unreachable: 0.1, malformed: 0.1, drop_mid_stream: 0.1, ..Default::default() };
         let fleet =
             SimulatedFleet::new(SimConfig { chunk_delay: Duration::ZERO, jitter: Duration::ZERO, faults, seed });
         fleet.add_vehicle(vin(), true);
@@ -307,6 +390,55 @@ mod tests {
             assert!((0.07..0.13).contains(&share(kind)), "{kind}: {}", share(kind));
         }
         assert!((0.55..0.65).contains(&share("ok")));
+    }
+
+    fn flaky_links(seed: u64) -> SimulatedFleet {
+        let faults = Faults { disconnect_per_sec: 0.05, offline_ms: 3000, ..Default::default() };
+        let fleet = SimulatedFleet::new(SimConfig { faults, seed, ..Default::default() });
+        for i in 0..100 {
+            fleet.add_vehicle(Vin::parse(&format!("SVDS{i:013}")).unwrap(), true);
+        }
+        fleet
+    }
+
+    /// A minute of one-second ticks; every change as (second, vin, connected).
+    fn a_minute_of(fleet: &SimulatedFleet) -> Vec<(u64, String, bool)> {
+        let start = Instant::now();
+        (1..=60)
+            .flat_map(|second| {
+                fleet.roll_connectivity(Duration::from_secs(1), start + Duration::from_secs(second));
+                fleet.take_changes().into_iter().map(move |c| (second, c.vin.to_string(), c.connected))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vehicles_drop_and_come_back_at_the_configured_rate_the_same_way_under_one_seed() {
+        let story = a_minute_of(&flaky_links(9));
+        assert_eq!(story, a_minute_of(&flaky_links(9)));
+        assert_ne!(story, a_minute_of(&flaky_links(10)));
+        let drops = story.iter().filter(|(_, _, connected)| !connected).count();
+        // 100 vehicles x ~57 connected seconds each x 5 % per second, minus the time away.
+        assert!((120..=330).contains(&drops), "{drops} drops");
+        for (second, vin, _) in story.iter().filter(|(_, _, connected)| !connected) {
+            let back = story.iter().find(|(s, v, c)| v == vin && *c && s > second);
+            if let Some((back_at, _, _)) = back {
+                assert_eq!(back_at - second, 3, "{vin} stays away for offline_ms");
+            }
+        }
+    }
+
+    #[test]
+    fn switching_a_vehicle_off_is_a_change_to_record_once() {
+        let fleet = SimulatedFleet::new(SimConfig::default());
+        fleet.add_vehicle(vin(), true);
+        fleet.set_connected(&vin(), false);
+        fleet.set_connected(&vin(), false);
+        let changes = fleet.take_changes();
+        assert_eq!(changes.len(), 1);
+        assert!(!changes[0].connected);
+        assert!(fleet.take_changes().is_empty());
+        assert!(!fleet.is_connected(&vin()));
     }
 
     #[test]
