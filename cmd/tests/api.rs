@@ -302,3 +302,25 @@ async fn a_vehicle_that_drops_off_and_returns_is_an_event_and_shows_in_status_an
     stack.wait_until(|| status_is("connected")).await;
     assert_eq!(connections().await, Some(3));
 }
+
+#[tokio::test]
+async fn an_ecu_refusal_is_a_typed_failure_with_the_code_and_its_name_in_the_api_and_the_stream() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let body = json!({"command_name": "ReadDataByID", "vehicle_id": VIN,
+                      "command_params": {"ecuAddress": "0x10", "dataId": "0xBEEF"}});
+    let command: Value = stack.submit(&token, body).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap().to_owned();
+    let (events, _) = read_ws(&stack.ws_url(&format!("/ws/responses/{id}?token={token}"))).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "failed", "{events:?}");
+    assert_eq!(last["negative_response"], json!({"code": "0x31", "name": "requestOutOfRange"}));
+    let shown: Value = stack
+        .wait_for(|| async {
+            let c: Value = stack.get(&token, &format!("/api/v1/commands/{id}")).await.json().await.ok()?;
+            (c["status"] == "failed").then_some(c)
+        })
+        .await;
+    assert_eq!(shown["negative_response"], json!({"code": "0x31", "name": "requestOutOfRange"}));
+    assert!(shown["error_message"].as_str().unwrap().contains("requestOutOfRange"));
+}

@@ -65,6 +65,19 @@ async fn an_engineer_signs_in_runs_read_dtc_live_and_finds_it_in_history() {
     b.wait_for("document.querySelectorAll('[data-testid=\"response-chunk\"]').length === 3").await;
     b.screenshot(&shots, "07-command-detail").await;
 
+    // The ECU refuses an unknown data identifier: the code and its name are shown as such.
+    b.click("nav-command").await;
+    b.choose("command-vehicle", VIN).await;
+    b.choose("command-operation", "ReadDataByID").await;
+    b.type_into("command-param-ecuAddress", "0x10").await;
+    b.type_into("command-param-dataId", "0xBEEF").await;
+    b.click("command-submit").await;
+    b.wait_for("(document.querySelector('[data-testid=\"live-status\"]') || {}).innerText?.trim() === 'failed'").await;
+    assert!(b.text("live-error-message").await.contains("0x31 (requestOutOfRange)"));
+    b.click("live-details-link").await;
+    b.wait_visible("detail-nrc").await;
+    assert_eq!(b.text("detail-nrc").await.trim(), "0x31 requestOutOfRange");
+
     b.click("signout").await;
     b.wait_visible("login-username").await;
 }

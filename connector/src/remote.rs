@@ -19,12 +19,12 @@ use async_nats::Client;
 use futures::StreamExt;
 use futures::stream::{self, BoxStream};
 use serde::{Deserialize, Serialize};
+use sovd_domain::uds::Nrc;
 use sovd_domain::{Event, Operation, OperationName, Vin};
 use sovd_nats::{EventStore, ReadError, StreamName};
 use tokio::sync::watch;
 
 use crate::sim::SimulatedFleet;
-use crate::sim::ecu::Nrc;
 use crate::transport::{Chunk, TransportError, VehicleTransport};
 
 /// Longest a simulator keeps serving one request (a vehicle that never answers).
@@ -54,7 +54,7 @@ impl WireError {
         match error {
             TransportError::NotConnected(_) => Self::NotConnected,
             TransportError::Unreachable(_) => Self::Unreachable,
-            TransportError::NegativeResponse { code, .. } => Self::NegativeResponse { code: *code },
+            TransportError::NegativeResponse(nrc) => Self::NegativeResponse { code: nrc.code() },
             TransportError::Malformed(detail) => Self::Malformed { detail: detail.clone() },
             TransportError::Dropped { after_chunks } => Self::Dropped { after_chunks: *after_chunks },
             TransportError::NoSuchEcu(ecu) => Self::NoSuchEcu { ecu: ecu.clone() },
@@ -65,7 +65,7 @@ impl WireError {
         match self {
             Self::NotConnected => TransportError::NotConnected(vin.clone()),
             Self::Unreachable => TransportError::Unreachable(vin.clone()),
-            Self::NegativeResponse { code } => TransportError::NegativeResponse { code, name: Nrc(code).name() },
+            Self::NegativeResponse { code } => TransportError::NegativeResponse(Nrc(code)),
             Self::Malformed { detail } => TransportError::Malformed(detail),
             Self::Dropped { after_chunks } => TransportError::Dropped { after_chunks },
             Self::NoSuchEcu { ecu } => TransportError::NoSuchEcu(ecu),

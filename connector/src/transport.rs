@@ -3,6 +3,7 @@
 
 use futures::stream::BoxStream;
 use serde_json::Value;
+use sovd_domain::uds::Nrc;
 use sovd_domain::{Operation, Vin};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,8 +12,8 @@ pub enum TransportError {
     NotConnected(Vin),
     #[error("vehicle {0} is unreachable")]
     Unreachable(Vin),
-    #[error("ECU answered with negative response 0x{code:02X} ({name})")]
-    NegativeResponse { code: u8, name: &'static str },
+    #[error("ECU answered with negative response {0}")]
+    NegativeResponse(Nrc),
     #[error("vehicle sent a malformed answer: {0}")]
     Malformed(String),
     #[error("the connection to the vehicle dropped after {after_chunks} chunk(s)")]

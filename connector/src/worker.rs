@@ -416,6 +416,9 @@ impl<T: VehicleTransport> CommandWorker<T> {
                 && safe_to_repeat
                 && log.state.attempts < self.config.max_attempts
                 && self.breakers.state(&request.vin) == BreakerState::Closed;
+            if let TransportError::NegativeResponse(nrc) = error {
+                break CommandIntent::Reject { nrc, at: now };
+            }
             if !retry {
                 let mut reason = error.to_string();
                 if error.is_transient() && !safe_to_repeat {

@@ -119,6 +119,11 @@ async fn a_negative_response_fails_at_once_with_its_code_and_name() {
     let request = submit(&r.store, &vin(), Operation::ReadDataById { ecu: ECU, data_id: DataId::new(0xBEEF) }).await;
     let events = wait_for_outcome(&r.store, command_id(&request)).await;
     assert!(failure(&events).contains("0x31 (requestOutOfRange)"), "{events:?}");
+    let typed = events.iter().find_map(|e| match e {
+        Event::CommandFailed(f) => f.negative_response,
+        _ => None,
+    });
+    assert_eq!(typed, Some(sovd_domain::uds::Nrc::REQUEST_OUT_OF_RANGE), "the code is a field, not only text");
     assert!(attempts_failed(&events).is_empty(), "a proper answer is not retried");
 }
 

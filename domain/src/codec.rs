@@ -71,7 +71,7 @@ codec_table!(
     AttemptFailed = 1,
     CommandQueued = 1,
     CommandCompleted = 1,
-    CommandFailed = 1,
+    CommandFailed = 2,
     CommandTimedOut = 1,
     CommandCancelled = 1,
     VehicleRegistered = 1,

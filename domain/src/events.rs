@@ -2,11 +2,13 @@
 //! new schema version with an upcaster in [`crate::codec`].
 
 use serde::{Deserialize, Serialize};
+
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::catalogue::Operation;
 use crate::ids::{CommandId, UserId, VehicleId, Vin};
+use crate::uds::Nrc;
 use crate::vehicle::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +84,8 @@ pub struct CommandFailed {
     pub command_id: CommandId,
     pub reason: String,
     pub completed_at: OffsetDateTime,
+    /// The ECU's negative response, when that is why it failed (schema version 2).
+    pub negative_response: Option<Nrc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

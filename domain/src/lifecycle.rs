@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::catalogue::Operation;
 use crate::events::*;
 use crate::ids::{CommandId, UserId};
+use crate::uds::Nrc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -105,6 +106,11 @@ pub enum CommandIntent {
         reason: String,
         at: OffsetDateTime,
     },
+    /// The ECU answered with a negative response: a proper answer, and the command's end.
+    Reject {
+        nrc: Nrc,
+        at: OffsetDateTime,
+    },
     TimeOut {
         after_ms: u64,
         at: OffsetDateTime,
@@ -150,6 +156,8 @@ pub struct CommandState {
     pub retry_safe: bool,
     /// While queued for an offline vehicle: when it stops waiting.
     pub queued_until: Option<OffsetDateTime>,
+    /// The ECU's refusal, when it ended that way.
+    pub negative_response: Option<Nrc>,
 }
 
 impl CommandState {
@@ -225,7 +233,18 @@ pub fn decide(state: &CommandState, intent: CommandIntent) -> Result<Vec<Event>,
             Event::CommandCompleted(CommandCompleted { command_id, completed_at: at })
         }
         CommandIntent::Fail { reason, at } => {
-            Event::CommandFailed(CommandFailed { command_id, reason, completed_at: at })
+            Event::CommandFailed(CommandFailed { command_id, reason, completed_at: at, negative_response: None })
+        }
+        CommandIntent::Reject { nrc, at } => {
+            if !dispatched {
+                return Err(DomainError::NotDispatched);
+            }
+            Event::CommandFailed(CommandFailed {
+                command_id,
+                reason: format!("ECU answered with negative response {nrc}"),
+                completed_at: at,
+                negative_response: Some(nrc),
+            })
         }
         CommandIntent::TimeOut { after_ms, at } => {
             if !dispatched {
@@ -267,6 +286,7 @@ pub fn evolve(mut state: CommandState, event: &Event) -> CommandState {
         Event::CommandFailed(e) => {
             state.status = Some(CommandStatus::Failed);
             state.error_message = Some(e.reason.clone());
+            state.negative_response = e.negative_response;
         }
         Event::CommandTimedOut(e) => {
             state.status = Some(CommandStatus::TimedOut);

@@ -56,7 +56,12 @@ fn completed() -> Event {
 }
 
 fn failed(reason: &str) -> Event {
-    Event::CommandFailed(CommandFailed { command_id: id(), reason: reason.into(), completed_at: at() })
+    Event::CommandFailed(CommandFailed {
+        command_id: id(),
+        reason: reason.into(),
+        completed_at: at(),
+        negative_response: None,
+    })
 }
 
 fn timed_out() -> Event {
@@ -91,6 +96,7 @@ fn every_intent() -> Vec<CommandIntent> {
         CommandIntent::TimeOut { after_ms: 1, at: at() },
         CommandIntent::Cancel { at: at() },
         CommandIntent::FailAttempt { reason: "x".into(), may_have_executed: false, at: at() },
+        CommandIntent::Reject { nrc: Nrc::REQUEST_OUT_OF_RANGE, at: at() },
     ]
 }
 
@@ -318,4 +324,22 @@ fn given_queued_when_the_vehicle_returns_then_dispatched_or_when_the_time_is_up_
     let events = decide(&state, CommandIntent::Fail { reason: "stayed offline".into(), at: at() }).unwrap();
     assert_eq!(events, vec![failed("stayed offline")]);
     assert_eq!(decide(&state, CommandIntent::Cancel { at: at() }).unwrap(), vec![cancelled()]);
+}
+
+#[test]
+fn given_dispatched_when_the_ecu_refuses_then_failed_with_the_code_and_its_name() {
+    let history = [read_dtc(), dispatched(1)];
+    let events = decide(&given(&history), CommandIntent::Reject { nrc: Nrc(0x22), at: at() }).unwrap();
+    let [Event::CommandFailed(failed)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!(failed.negative_response, Some(Nrc::CONDITIONS_NOT_CORRECT));
+    assert_eq!(failed.reason, "ECU answered with negative response 0x22 (conditionsNotCorrect)");
+    let state = given(&[read_dtc(), dispatched(1), events[0].clone()]);
+    assert_eq!(state.status, Some(CommandStatus::Failed));
+    assert_eq!(state.negative_response, Some(Nrc(0x22)));
+}
+
+#[test]
+fn given_pending_when_the_ecu_refuses_then_not_dispatched() {
+    let refused = decide(&given(&[read_dtc()]), CommandIntent::Reject { nrc: Nrc(0x31), at: at() });
+    assert_eq!(refused, Err(DomainError::NotDispatched));
 }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::catalogue::Operation;
 use crate::codec::{CodecError, decode};
-use crate::events::{CommandRequested, Event};
+use crate::events::{CommandFailed, CommandRequested, Event};
 use crate::ids::{CommandId, UserId, VehicleId, Vin};
 
 /// CommandRequested as written until schema version 2 added `timeout_ms`.
@@ -35,12 +35,29 @@ impl From<CommandRequestedV1> for CommandRequested {
     }
 }
 
+/// CommandFailed as written until schema version 2 added `negative_response`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct CommandFailedV1 {
+    pub command_id: CommandId,
+    pub reason: String,
+    pub completed_at: OffsetDateTime,
+}
+
+impl From<CommandFailedV1> for CommandFailed {
+    fn from(v1: CommandFailedV1) -> Self {
+        Self { command_id: v1.command_id, reason: v1.reason, completed_at: v1.completed_at, negative_response: None }
+    }
+}
+
 /// `Some` when (type, version) is an old shape this module upcasts.
 pub fn decode_legacy(event_type: &str, version: u16, payload: &[u8]) -> Option<Result<Event, CodecError>> {
     match (event_type, version) {
         ("CommandRequested", 1) => Some(
             decode::<CommandRequestedV1>(event_type, version, payload).map(|v1| Event::CommandRequested(v1.into())),
         ),
+        ("CommandFailed", 1) => {
+            Some(decode::<CommandFailedV1>(event_type, version, payload).map(|v1| Event::CommandFailed(v1.into())))
+        }
         _ => None,
     }
 }
@@ -71,5 +88,21 @@ mod tests {
         assert_eq!(current.operation, v1.operation);
         // And the current version is what gets written.
         assert_eq!(Event::CommandRequested(current).kind().version, 2);
+    }
+
+    #[test]
+    fn a_version_1_failure_reads_as_the_current_shape_without_a_negative_response() {
+        let v1 = CommandFailedV1 {
+            command_id: CommandId::from_uuid(Uuid::from_u128(1)),
+            reason: "vehicle unreachable".into(),
+            completed_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let bytes = postcard::to_stdvec(&v1).unwrap();
+        let Event::CommandFailed(current) = Event::decode("CommandFailed", 1, &bytes).unwrap() else {
+            panic!("not a failure")
+        };
+        assert_eq!(current.reason, v1.reason);
+        assert_eq!(current.negative_response, None);
+        assert_eq!(Event::CommandFailed(current).kind().version, 2);
     }
 }

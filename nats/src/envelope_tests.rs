@@ -107,8 +107,13 @@ fn event() -> impl Strategy<Value = Event> {
         ),
         (command_id(), timestamp())
             .prop_map(|(c, t)| Event::CommandCompleted(CommandCompleted { command_id: c, completed_at: t })),
-        (command_id(), ".{0,40}", timestamp()).prop_map(|(c, reason, t)| {
-            Event::CommandFailed(CommandFailed { command_id: c, reason, completed_at: t })
+        (command_id(), ".{0,40}", timestamp(), proptest::option::of(any::<u8>())).prop_map(|(c, reason, t, nrc)| {
+            Event::CommandFailed(CommandFailed {
+                command_id: c,
+                reason,
+                completed_at: t,
+                negative_response: nrc.map(sovd_domain::uds::Nrc),
+            })
         }),
         (command_id(), any::<u64>(), timestamp()).prop_map(|(c, after_ms, t)| {
             Event::CommandTimedOut(CommandTimedOut { command_id: c, after_ms, completed_at: t })

@@ -95,6 +95,11 @@ pub async fn checkpoint(
     Ok(row.map_or(0, |(seq,)| u64::try_from(seq).unwrap_or(0)))
 }
 
+/// How the read model and the API show a negative response.
+pub fn negative_response_json(nrc: sovd_domain::uds::Nrc) -> serde_json::Value {
+    serde_json::json!({"code": format!("0x{:02X}", nrc.code()), "name": nrc.name()})
+}
+
 fn json(text: &str) -> Result<serde_json::Value, ProjectionError> {
     serde_json::from_str(text).map_err(|e| ProjectionError::BadJson(e.to_string()))
 }
@@ -186,6 +191,13 @@ async fn apply_event(
         (Projection::Commands, Event::CommandFailed(e)) => {
             let id = e.command_id.as_uuid();
             upsert_status(conn, id, CommandStatus::Failed, Some(&e.reason), Some(e.completed_at), 0).await?;
+            if let Some(nrc) = e.negative_response {
+                sqlx::query("UPDATE commands SET negative_response = $2 WHERE command_id = $1")
+                    .bind(id)
+                    .bind(negative_response_json(nrc))
+                    .execute(&mut *conn)
+                    .await?;
+            }
         }
         (Projection::Commands, Event::CommandTimedOut(e)) => {
             let message = format!("Vehicle connection timeout: no answer within {} ms", e.after_ms);

@@ -36,6 +36,9 @@ pub struct CommandView {
     pub command_params: Value,
     pub status: String,
     pub error_message: Option<String>,
+    /// The ECU's refusal when it ended the command: `{"code": "0x31", "name": "requestOutOfRange"}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub negative_response: Option<Value>,
     pub attempts: i32,
     pub correlation_id: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
@@ -93,7 +96,7 @@ pub struct CommandFilter {
 const VEHICLE_COLUMNS: &str =
     "vehicle_id, vin, make, model, year, connection_status, last_seen_at, metadata, circuit_state";
 const COMMAND_COLUMNS: &str = "command_id, user_id, vehicle_id, vin, command_name, command_params, status, \
-     error_message, attempts, correlation_id, submitted_at, completed_at";
+     error_message, negative_response, attempts, correlation_id, submitted_at, completed_at";
 
 /// Vehicles matching the filter, and how many match in all.
 pub async fn list_vehicles(

@@ -188,6 +188,7 @@ fn view_from_request(requested: &CommandRequested, correlation_id: &str) -> Comm
         command_params: requested.operation.params_json(),
         status: CommandStatus::Pending.as_str().to_owned(),
         error_message: None,
+        negative_response: None,
         attempts: 0,
         correlation_id: Some(correlation_id.to_owned()),
         submitted_at: requested.requested_at,

@@ -80,7 +80,9 @@ pub fn to_client_event(stored: &StoredEvent) -> Option<Value> {
         }),
         Event::CommandFailed(e) => json!({
             "event": "error", "command_id": e.command_id.to_string(), "status": "failed",
-            "completed_at": rfc3339(e.completed_at), "error_message": e.reason, "stream_sequence": seq,
+            "completed_at": rfc3339(e.completed_at), "error_message": e.reason,
+            "negative_response": e.negative_response.map(sovd_projections::apply::negative_response_json),
+            "stream_sequence": seq,
         }),
         Event::CommandTimedOut(e) => json!({
             "event": "error", "command_id": e.command_id.to_string(), "status": "timed_out",

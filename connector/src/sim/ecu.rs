@@ -7,36 +7,7 @@ use serde_json::{Value, json};
 use sovd_domain::catalogue::{ResetType, RoutineAction, SessionType};
 use sovd_domain::{DataId, DtcCode, HexData, Operation, RoutineId, StatusMask};
 
-/// A UDS negative response code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Nrc(pub u8);
-
-impl Nrc {
-    pub const SERVICE_NOT_SUPPORTED: Self = Self(0x11);
-    pub const CONDITIONS_NOT_CORRECT: Self = Self(0x22);
-    pub const REQUEST_SEQUENCE_ERROR: Self = Self(0x24);
-    pub const REQUEST_OUT_OF_RANGE: Self = Self(0x31);
-    pub const SECURITY_ACCESS_DENIED: Self = Self(0x33);
-    pub const SERVICE_NOT_SUPPORTED_IN_ACTIVE_SESSION: Self = Self(0x7F);
-
-    /// The name ISO 14229-1 gives the code.
-    pub fn name(&self) -> &'static str {
-        match self.0 {
-            0x10 => "generalReject",
-            0x11 => "serviceNotSupported",
-            0x12 => "subFunctionNotSupported",
-            0x13 => "incorrectMessageLengthOrInvalidFormat",
-            0x22 => "conditionsNotCorrect",
-            0x24 => "requestSequenceError",
-            0x31 => "requestOutOfRange",
-            0x33 => "securityAccessDenied",
-            0x72 => "generalProgrammingFailure",
-            0x7E => "subFunctionNotSupportedInActiveSession",
-            0x7F => "serviceNotSupportedInActiveSession",
-            _ => "unknown",
-        }
-    }
-}
+pub use sovd_domain::uds::Nrc;
 
 /// ISO 14229 DTC status bits.
 pub mod status {

@@ -257,10 +257,7 @@ impl SimulatedFleet {
             *s.executions.entry((vin.clone(), operation.name())).or_default() += 1;
             let chunks = match answer {
                 Ok(chunks) => chunks,
-                Err(nrc) => {
-                    let error = TransportError::NegativeResponse { code: nrc.0, name: nrc.name() };
-                    return (Plan::Fail(error), delay);
-                }
+                Err(nrc) => return (Plan::Fail(TransportError::NegativeResponse(nrc)), delay),
             };
             match fault {
                 Some(Fault::Malformed) => {

@@ -27,7 +27,7 @@
  *   History     history-filter-vehicle, history-filter-status, history-filter-from,
  *               history-filter-to, history-filter-user (admins), history-apply,
  *               history-export, history-table, history-row (data-command-id)
- *   Detail      detail-status, detail-error, detail-params, detail-responses,
+ *   Detail      detail-status, detail-error, detail-nrc, detail-params, detail-responses,
  *               response-chunk (finished commands, data-seq)
  *   Audit       audit-filter-from, audit-filter-to, audit-filter-actor, audit-filter-action,
  *               audit-filter-vehicle, audit-apply, audit-export, audit-table, audit-row
@@ -1067,6 +1067,10 @@ async function detailPage(ctx) {
       row('Vehicle', [h('span', { class: 'mono' }, cmd.vin ?? '—'), ' ', h('span', { class: 'muted' }, `(${cmd.vehicle_id})`)]),
       row('Status', h('dd', { role: 'status' }, statusBadge)),
       row('Error', error),
+      ...(cmd.negative_response
+        ? row('Negative response', h('dd', { 'data-testid': 'detail-nrc' },
+          h('code', {}, cmd.negative_response.code), ' ', cmd.negative_response.name))
+        : []),
       row('Submitted by', h('code', {}, cmd.user_id)),
       row('Submitted at', timeEl(cmd.submitted_at)),
       row('Completed at', completed),
