@@ -292,7 +292,8 @@ async fn a_vehicle_that_drops_off_and_returns_is_an_event_and_shows_in_status_an
     stack.fleet().set_connected(&vin, false);
     stack.wait_until(|| status_is("disconnected")).await;
     assert_eq!(connections().await, Some(2));
-    let fleet_log = stack.deps.store.read_filtered(sovd_nats::StreamName::Fleet, &format!("sovd.veh.{VIN}")).await.unwrap();
+    let fleet_log =
+        stack.deps.store.read_filtered(sovd_nats::StreamName::Fleet, &format!("sovd.veh.{VIN}")).await.unwrap();
     assert!(
         matches!(&fleet_log.last().unwrap().event, sovd_domain::Event::VehicleDisconnected(d) if d.reason.contains("switched off")),
         "the change is an event on SOVD_FLEET"

@@ -85,7 +85,8 @@ async fn a_connector_killed_mid_stream_is_taken_over_every_command_ends_once_and
     }
 
     // Kill connector a while a routine it started is streaming its progress.
-    let routine_ids: Vec<&String> = plan.iter().filter(|(_, _, n)| *n == "RoutineControl").map(|(id, _, _)| id).collect();
+    let routine_ids: Vec<&String> =
+        plan.iter().filter(|(_, _, n)| *n == "RoutineControl").map(|(id, _, _)| id).collect();
     stack
         .wait_until(|| async {
             let logs = responses(&stack).await;
@@ -172,7 +173,9 @@ async fn a_connector_killed_mid_stream_is_taken_over_every_command_ends_once_and
         let second_read = &logs[&steps[3].0];
         let read_completed = second_read.iter().any(|s| matches!(s.event, Event::CommandCompleted(_)));
         if clear_completed && read_completed {
-            let codes = second_read.iter().any(|s| matches!(&s.event, Event::ResponseChunk(c) if c.payload_json.contains("P0")));
+            let codes = second_read
+                .iter()
+                .any(|s| matches!(&s.event, Event::ResponseChunk(c) if c.payload_json.contains("P0")));
             assert!(!codes, "the read after a completed clear on {} found no codes", steps[0].1);
         }
     }

@@ -247,7 +247,8 @@ impl VehicleTransport for RemoteFleet {
             }
             match serde_json::from_slice::<Reply>(&message.payload) {
                 Ok(Reply::Chunk { payload, is_final }) => {
-                    let next = if is_final { Exchange::Done } else { Exchange::Reading { vin, answers, chunks: chunks + 1 } };
+                    let next =
+                        if is_final { Exchange::Done } else { Exchange::Reading { vin, answers, chunks: chunks + 1 } };
                     Some((Ok(Chunk { payload, is_final }), next))
                 }
                 Ok(Reply::Error(error)) => Some((Err(error.into_transport(&vin)), Exchange::Done)),

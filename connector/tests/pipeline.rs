@@ -128,7 +128,11 @@ async fn a_vehicle_runs_one_command_at_a_time_in_submission_order_across_two_con
     }
     for (i, pair) in windows.windows(2).enumerate() {
         let ((_, ended), (dispatched, _)) = (pair[0], pair[1]);
-        assert!(dispatched > ended, "command {} started (seq {dispatched}) before command {i} ended (seq {ended})", i + 1);
+        assert!(
+            dispatched > ended,
+            "command {} started (seq {dispatched}) before command {i} ended (seq {ended})",
+            i + 1
+        );
     }
     // ClearDTC really ran between the reads: the read after it finds the memory empty.
     let third = wait_for_outcome(&store, ids[2]).await;
@@ -140,7 +144,9 @@ async fn a_vehicle_runs_one_command_at_a_time_in_submission_order_across_two_con
     // Waiting commands said why.
     let waited = store.read_filtered(StreamName::Responses, &Subject::responses_of(ids[7])).await.unwrap();
     assert!(
-        waited.iter().any(|s| matches!(&s.event, Event::CommandQueued(q) if q.reason.contains("one command at a time"))),
+        waited
+            .iter()
+            .any(|s| matches!(&s.event, Event::CommandQueued(q) if q.reason.contains("one command at a time"))),
         "{waited:?}"
     );
     // Another vehicle does not wait for this one.

@@ -177,11 +177,8 @@ fn decode_direct(
         Err(e) if e.kind() == DirectGetErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(ReadError::Unavailable(e.to_string())),
     };
-    let (meta, event) =
-        envelope::decode(Some(&message.headers), &message.payload).map_err(|e| ReadError::Undecodable {
-            stream: stream.as_str().to_owned(),
-            sequence: message.sequence,
-            reason: e.to_string(),
-        })?;
+    let (meta, event) = envelope::decode(Some(&message.headers), &message.payload).map_err(|e| {
+        ReadError::Undecodable { stream: stream.as_str().to_owned(), sequence: message.sequence, reason: e.to_string() }
+    })?;
     Ok(Some(StoredEvent { stream_sequence: message.sequence, subject: message.subject.to_string(), meta, event }))
 }

@@ -130,7 +130,9 @@ impl Stack {
             _stop: stop,
         };
         let vehicles = if connector { 4 } else { 0 };
-        stack.wait_until(|| async { stack.count("vehicles").await == vehicles && stack.count("users").await == 2 }).await;
+        stack
+            .wait_until(|| async { stack.count("vehicles").await == vehicles && stack.count("users").await == 2 })
+            .await;
         stack
     }
 

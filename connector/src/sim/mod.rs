@@ -140,7 +140,8 @@ impl SimulatedFleet {
         let ecus =
             BTreeMap::from([(0x10, Ecu::engine(vin.as_str())), (0x18, Ecu::transmission()), (0x28, Ecu::brakes())]);
         self.with_state(|s| {
-            let vehicle = SimVehicle { connected, back_at: None, ecus, rng: Rng::new(seed), forced: Default::default() };
+            let vehicle =
+                SimVehicle { connected, back_at: None, ecus, rng: Rng::new(seed), forced: Default::default() };
             s.vehicles.insert(vin, vehicle);
         });
     }
@@ -354,7 +355,8 @@ mod tests {
     }
 
     fn faulty(seed: u64) -> SimulatedFleet {
-        let faults = Faults { timeout: 0.1, unreachable: 0.1, malformed: 0.1, drop_mid_stream: 0.1, ..Default::default() };
+        let faults =
+            Faults { timeout: 0.1, unreachable: 0.1, malformed: 0.1, drop_mid_stream: 0.1, ..Default::default() };
         let fleet =
             SimulatedFleet::new(SimConfig { chunk_delay: Duration::ZERO, jitter: Duration::ZERO, faults, seed });
         fleet.add_vehicle(vin(), true);
