@@ -59,14 +59,21 @@ pub enum Command {
     Simulator(SimulatorArgs),
 }
 
+/// For processes that use NATS only.
 #[derive(Debug, Clone, Args)]
-pub struct SimulatorArgs {
+pub struct NatsArgs {
     /// NATS server URL.
     #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222")]
     pub nats_url: String,
     /// JetStream replicas per stream (3 in production clusters).
     #[arg(long, env = "SOVD_STREAM_REPLICAS", default_value_t = 1)]
     pub stream_replicas: usize,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
     #[command(flatten)]
     pub fleet: FleetOptions,
 }
@@ -177,7 +184,7 @@ pub struct ConnectorOptions {
 #[derive(Debug, Clone, Args)]
 pub struct ConnectorArgs {
     #[command(flatten)]
-    pub common: CommonArgs,
+    pub nats: NatsArgs,
     #[command(flatten)]
     pub connector: ConnectorOptions,
 }

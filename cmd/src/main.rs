@@ -33,8 +33,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Connector(args) => {
             let (_stop, mut shutdown) = run::shutdown_signal();
-            let Some(deps) = run::connect(&args.common, "sovd-connector", &shutdown).await? else { return Ok(()) };
-            let (task, _) = run::spawn_connector(&deps, &args.connector, &metrics::Metrics::new()?, &shutdown).await?;
+            let Some(store) = run::connect_connector(&args, &shutdown).await? else { return Ok(()) };
+            let (task, _) = run::spawn_connector(&store, &args.connector, &metrics::Metrics::new()?, &shutdown).await?;
             let _ = shutdown.wait_for(|stop| *stop).await;
             let _ = task.await;
             Ok(())
@@ -62,7 +62,7 @@ async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     seed::seed_users(&deps.store, &deps.buckets).await?;
     let metrics = metrics::Metrics::new()?;
     let projector = run::spawn_projector(&deps, &shutdown);
-    let (connector, _) = run::spawn_connector(&deps, &args.connector, &metrics, &shutdown).await?;
+    let (connector, _) = run::spawn_connector(&deps.store, &args.connector, &metrics, &shutdown).await?;
     let served = run::serve_gateway(&deps, listener, settings, metrics, shutdown).await;
     for task in projector {
         let _ = task.await;

@@ -16,7 +16,7 @@ use sovd_nats::{AppendOptions, EventMeta, EventStore, Subject};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
-use crate::config::{CommonArgs, ConnectorOptions, FleetOptions, GatewayArgs, SimulatorArgs, Transport};
+use crate::config::{CommonArgs, ConnectorArgs, ConnectorOptions, FleetOptions, GatewayArgs, SimulatorArgs, Transport};
 use crate::gateway::jwt::JwtKey;
 use crate::gateway::ratelimit::{RateLimiter, RateLimits};
 use crate::gateway::sessions::Sessions;
@@ -201,25 +201,25 @@ pub fn connector_name(options: &ConnectorOptions) -> String {
 /// The connector: the shared command consumer, restarted until shutdown. With the embedded
 /// transport it also returns the in-process fleet (tests inject faults through it).
 pub async fn spawn_connector(
-    deps: &Deps,
+    store: &EventStore,
     options: &ConnectorOptions,
     metrics: &Metrics,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, Option<Arc<SimulatedFleet>>)> {
     Ok(match options.transport {
         Transport::Embedded => {
-            let fleet = simulated_fleet(&deps.store, &options.fleet, shutdown).await?;
-            (run_connector(deps, fleet.clone(), options, metrics, shutdown), Some(fleet))
+            let fleet = simulated_fleet(store, &options.fleet, shutdown).await?;
+            (run_connector(store, fleet.clone(), options, metrics, shutdown), Some(fleet))
         }
         Transport::Nats => {
-            let fleet = Arc::new(RemoteFleet::start(&deps.store, shutdown.clone()).await?);
-            (run_connector(deps, fleet, options, metrics, shutdown), None)
+            let fleet = Arc::new(RemoteFleet::start(store, shutdown.clone()).await?);
+            (run_connector(store, fleet, options, metrics, shutdown), None)
         }
     })
 }
 
 fn run_connector<T: VehicleTransport>(
-    deps: &Deps,
+    store: &EventStore,
     transport: Arc<T>,
     options: &ConnectorOptions,
     metrics: &Metrics,
@@ -239,8 +239,8 @@ fn run_connector<T: VehicleTransport>(
         },
         ..Default::default()
     };
-    let hook = breaker_hook(deps.store.clone(), metrics.clone(), name);
-    let worker = Arc::new(CommandWorker::with_breaker_hook(deps.store.clone(), transport, worker_config, Some(hook)));
+    let hook = breaker_hook(store.clone(), metrics.clone(), name);
+    let worker = Arc::new(CommandWorker::with_breaker_hook(store.clone(), transport, worker_config, Some(hook)));
     let hook_metrics = metrics.clone();
     let config = ConsumerConfig {
         // A message comes back to the group when its connector stops acking for this long.
@@ -252,7 +252,7 @@ fn run_connector<T: VehicleTransport>(
         })),
         ..Default::default()
     };
-    let js = deps.store.jetstream().clone();
+    let js = store.jetstream().clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
         // The consumer ends on errors (NATS gone); start it again until shutdown.
@@ -265,10 +265,25 @@ fn run_connector<T: VehicleTransport>(
     })
 }
 
+/// A connector process needs NATS (its streams and its KV bucket), never Postgres.
+pub async fn connect_connector(
+    args: &ConnectorArgs,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<EventStore>> {
+    let (url, replicas) = (&args.nats.nats_url, args.nats.stream_replicas);
+    let Some((_, store)) = connect_nats(url, replicas, "sovd-connector", shutdown).await? else {
+        return Ok(None);
+    };
+    let js = store.jetstream().clone();
+    let lanes = || sovd_nats::kv::open_bucket(&js, sovd_nats::kv::Bucket::VehicleLanes, replicas);
+    Ok(until_ok("NATS key-value buckets", shutdown, lanes).await.map(|_| store))
+}
+
 /// `sovd simulator`: the simulated fleet as its own process, serving its vehicles over NATS.
 pub async fn run_simulator(args: SimulatorArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = shutdown_signal();
-    let Some((client, store)) = connect_nats(&args.nats_url, args.stream_replicas, "sovd-simulator", &shutdown).await?
+    let Some((client, store)) =
+        connect_nats(&args.nats.nats_url, args.nats.stream_replicas, "sovd-simulator", &shutdown).await?
     else {
         return Ok(());
     };

@@ -113,7 +113,7 @@ impl Stack {
             breaker_cooldown_secs: 30,
         };
         let fleet = match connector {
-            true => run::spawn_connector(&deps, &options, &metrics, &shutdown).await.unwrap().1,
+            true => run::spawn_connector(&deps.store, &options, &metrics, &shutdown).await.unwrap().1,
             false => None,
         };
         let base = spawn_gateway(&deps, settings.clone(), metrics, shutdown.clone()).await;
