@@ -57,6 +57,23 @@ pub enum Command {
     User(UserArgs),
     /// The simulated fleet as its own process, served over NATS to `sovd connector --transport nats`.
     Simulator(SimulatorArgs),
+    /// The audit trail: verify its hash chain.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// PostgreSQL URL of the read-model database.
+    #[arg(long, env = "SOVD_DATABASE_URL", default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd")]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub action: AuditAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditAction {
+    /// Check every row's hash and its link to the row before; name the first that fails.
+    Verify,
 }
 
 /// For processes that use NATS only.

@@ -1,6 +1,7 @@
 //! The sovd binary's parts, as a library so integration tests can assemble them.
 
 pub mod accounts;
+pub mod audit_cli;
 pub mod bench;
 pub mod config;
 pub mod gateway;

@@ -325,3 +325,38 @@ async fn operators_manage_users_from_the_command_line() {
     let unknown = sovd(&["set-role", "nobody", "admin"]).await.unwrap();
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no user named"));
 }
+
+#[tokio::test]
+async fn operators_verify_the_audit_chain_and_are_told_which_row_was_tampered_with() {
+    let stack = Stack::start().await;
+    stack.login(ADMIN).await;
+    let verify = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"))
+            .args(["audit", "--database-url", &stack.database_url, "verify"])
+            .output()
+    };
+    stack
+        .wait_until(|| async {
+            let rows: (i64,) = sqlx::query_as("SELECT count(*) FROM audit_log WHERE action = 'login_succeeded'")
+                .fetch_one(&stack.deps.pool)
+                .await
+                .unwrap();
+            rows.0 >= 1
+        })
+        .await;
+    let intact = verify().await.unwrap();
+    assert!(intact.status.success(), "{}", String::from_utf8_lossy(&intact.stderr));
+    assert!(String::from_utf8_lossy(&intact.stdout).contains("audit trail intact"));
+
+    // Someone rewrites who signed in.
+    let (id,): (i64,) = sqlx::query_as(
+        "UPDATE audit_log SET actor = 'user:someone-else' WHERE id = (SELECT min(id) FROM audit_log WHERE action = 'login_succeeded') RETURNING id",
+    )
+    .fetch_one(&stack.deps.pool)
+    .await
+    .unwrap();
+    let caught = verify().await.unwrap();
+    assert!(!caught.status.success(), "a broken chain exits non-zero");
+    let said = String::from_utf8_lossy(&caught.stderr);
+    assert!(said.contains(&format!("audit row {id} ")) && said.contains("was changed"), "{said}");
+}

@@ -8,6 +8,9 @@ use uuid::Uuid;
 
 use crate::ProjectionError;
 
+/// The advisory lock that serialises appends to the audit chain.
+const CHAIN_LOCK: i64 = 0x5077_a0d1;
+
 /// What the audit trail says about an event: action, target, vehicle and details.
 /// `None` for events that are not actions (response chunks, connectivity changes).
 pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, Value)> {
@@ -110,10 +113,20 @@ pub async fn apply(conn: &mut PgConnection, stored: &StoredEvent) -> Result<(), 
         "iam" => "SOVD_IAM",
         _ => "SOVD_OPS",
     });
+    // One chain: audit batches from every stream and every projector process take turns.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *conn).await?;
     sqlx::query(
         "INSERT INTO audit_log (occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id,
-                                stream, stream_sequence)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                stream, stream_sequence, prev_hash, row_hash)
+         SELECT v.*, head.prev,
+                audit_row_hash(head.prev, audit_row_text(v.occurred_at, v.actor, v.actor_user_id, v.action, v.target,
+                                                         v.vin, v.details, v.correlation_id, v.stream,
+                                                         v.stream_sequence))
+         FROM (VALUES ($1::timestamptz, $2::text, $3::uuid, $4::text, $5::text, $6::text, $7::jsonb, $8::text,
+                       $9::text, $10::bigint))
+              AS v(occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id, stream,
+                   stream_sequence),
+              (SELECT COALESCE((SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1), '') AS prev) head
          ON CONFLICT (stream, stream_sequence) DO NOTHING",
     )
     .bind(stored.meta.occurred_at)
@@ -129,4 +142,61 @@ pub async fn apply(conn: &mut PgConnection, stored: &StoredEvent) -> Result<(), 
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// What `sovd audit verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every row chains to the one before it; `head` is the last row's hash.
+    Intact {
+        rows: u64,
+        head: String,
+    },
+    Broken(Break),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Break {
+    /// The first row that does not verify.
+    pub id: i64,
+    pub stream: String,
+    pub stream_sequence: i64,
+    /// Its content no longer matches its hash: the row was changed.
+    pub changed: bool,
+    /// It does not follow the row before it: a row was deleted or moved.
+    pub unlinked: bool,
+}
+
+impl std::fmt::Display for Break {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.changed {
+            "was changed after it was written"
+        } else {
+            "does not follow the row before it: a row was deleted, inserted or moved before it"
+        };
+        write!(f, "audit row {} (from {} sequence {}) {what}", self.id, self.stream, self.stream_sequence)
+    }
+}
+
+/// Walks the whole chain in the order it was written and reports the first row that breaks it.
+pub async fn verify(pool: &sqlx::PgPool) -> Result<Verdict, ProjectionError> {
+    let first_break: Option<Break> = sqlx::query_as(
+        "SELECT id, stream, stream_sequence, changed, unlinked FROM (
+           SELECT id, stream, stream_sequence,
+                  row_hash IS DISTINCT FROM audit_row_hash(prev_hash, audit_row_text(occurred_at, actor, actor_user_id,
+                      action, target, vin, details, correlation_id, stream, stream_sequence)) AS changed,
+                  prev_hash IS DISTINCT FROM COALESCE(lag(row_hash) OVER (ORDER BY id), '') AS unlinked
+           FROM audit_log) checked
+         WHERE changed OR unlinked ORDER BY id LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if let Some(broken) = first_break {
+        return Ok(Verdict::Broken(broken));
+    }
+    let (rows, head): (i64, Option<String>) =
+        sqlx::query_as("SELECT count(*), (SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1) FROM audit_log")
+            .fetch_one(pool)
+            .await?;
+    Ok(Verdict::Intact { rows: u64::try_from(rows).unwrap_or(0), head: head.unwrap_or_default() })
 }

@@ -6,10 +6,11 @@ use crate::apply::Projection;
 
 pub async fn table_digest(pool: &sqlx::PgPool, table: &str) -> Result<String, ProjectionError> {
     // The table name comes from `Projection::tables`, never from user input. Surrogate ids
-    // (audit_log.id) depend on apply order, not on the events, so they are left out.
+    // and the audit chain's hashes (audit_log) depend on the order rows were applied in, not
+    // on the events, so they are left out; `sovd audit verify` checks the chain itself.
     let sql = format!(
         "SELECT COALESCE(md5(string_agg(row_text, E'\\n' ORDER BY row_text)), 'empty')
-         FROM (SELECT (to_jsonb(t) - 'id')::text AS row_text FROM {table} t) rows"
+         FROM (SELECT (to_jsonb(t) - 'id' - 'prev_hash' - 'row_hash')::text AS row_text FROM {table} t) rows"
     );
     let (digest,): (String,) = sqlx::query_as(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await?;
     Ok(digest)

@@ -10,7 +10,7 @@ use sovd_projections::apply::{Projection, apply_batch};
 use sovd_projections::digest::projection_digest;
 use sovd_projections::testing::fresh_database;
 use sovd_projections::worker::all_workers;
-use sovd_projections::{Outcome, queries};
+use sovd_projections::{Outcome, audit, queries};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -211,4 +211,71 @@ async fn a_restarted_worker_resumes_after_its_checkpoint() {
             .len(),
         2
     );
+}
+
+/// A fresh audit trail of the seeded events, and its rows' ids in chain order.
+async fn audited() -> (NatsServer, sqlx::PgPool, Vec<i64>) {
+    let (server, store, pool, _) = seeded().await;
+    catch_up(&pool, &store).await;
+    let ids: Vec<(i64,)> = sqlx::query_as("SELECT id FROM audit_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert!(ids.len() >= 4, "the seed gives enough rows to tamper with: {ids:?}");
+    (server, pool, ids.into_iter().map(|(id,)| id).collect())
+}
+
+async fn broken(pool: &sqlx::PgPool) -> audit::Break {
+    match audit::verify(pool).await.unwrap() {
+        audit::Verdict::Broken(b) => b,
+        intact => panic!("tampering went unnoticed: {intact:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_audit_chain_verifies_and_names_a_changed_row() {
+    let (_server, pool, ids) = audited().await;
+    let audit::Verdict::Intact { rows, head } = audit::verify(&pool).await.unwrap() else { panic!("broken") };
+    assert_eq!(rows, ids.len() as u64);
+    assert_eq!(head.len(), 64);
+
+    sqlx::query("UPDATE audit_log SET details = '{\"operation\": \"ClearDTC\"}' WHERE id = $1")
+        .bind(ids[2])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let b = broken(&pool).await;
+    assert_eq!((b.id, b.changed), (ids[2], true));
+    assert!(b.to_string().contains("was changed"), "{b}");
+}
+
+#[tokio::test]
+async fn the_audit_chain_names_the_row_after_a_deleted_one() {
+    let (_server, pool, ids) = audited().await;
+    sqlx::query("DELETE FROM audit_log WHERE id = $1").bind(ids[1]).execute(&pool).await.unwrap();
+    let b = broken(&pool).await;
+    assert_eq!((b.id, b.changed, b.unlinked), (ids[2], false, true));
+    assert!(b.to_string().contains("deleted"), "{b}");
+}
+
+#[tokio::test]
+async fn the_audit_chain_notices_two_rows_swapped() {
+    let (_server, pool, ids) = audited().await;
+    // Swap the positions of two rows, hashes and all.
+    let mut tx = pool.begin().await.unwrap();
+    for (from, to) in [(ids[1], -1), (ids[2], ids[1]), (-1, ids[2])] {
+        sqlx::query("UPDATE audit_log SET id = $2 WHERE id = $1").bind(from).bind(to).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let b = broken(&pool).await;
+    assert_eq!((b.id, b.unlinked), (ids[1], true));
+}
+
+#[tokio::test]
+async fn a_rebuilt_audit_trail_is_a_new_intact_chain_with_the_same_rows() {
+    let (server, pool, _) = audited().await;
+    let before = projection_digest(&pool, Projection::Audit).await.unwrap();
+    sqlx::query("TRUNCATE audit_log").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM projection_checkpoints WHERE projection = 'audit'").execute(&pool).await.unwrap();
+    let store = EventStore::new(server.client().await);
+    catch_up(&pool, &store).await;
+    assert!(matches!(audit::verify(&pool).await.unwrap(), audit::Verdict::Intact { .. }));
+    assert_eq!(projection_digest(&pool, Projection::Audit).await.unwrap(), before);
 }
