@@ -59,6 +59,22 @@ pub enum Command {
     Simulator(SimulatorArgs),
     /// The audit trail: verify its hash chain.
     Audit(AuditArgs),
+    /// The read models: how far each projection has got.
+    Projections(ProjectionsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProjectionsArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(subcommand)]
+    pub action: ProjectionsAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProjectionsAction {
+    /// Each projection's checkpoint, its stream's last sequence, and the lag.
+    Status,
 }
 
 #[derive(Debug, Clone, Args)]

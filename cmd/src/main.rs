@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sovd::config::{self, Cli, Command, LogFormat};
-use sovd::{audit_cli, bench, metrics, run, seed, user_cli, watch};
+use sovd::{audit_cli, bench, metrics, projections_cli, run, seed, user_cli, watch};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -24,6 +24,7 @@ async fn main() -> anyhow::Result<()> {
         Command::User(args) => user_cli::run(args).await,
         Command::Simulator(args) => run::run_simulator(args).await,
         Command::Audit(args) => audit_cli::run(args).await,
+        Command::Projections(args) => projections_cli::run(args).await,
         Command::Dev(args) => dev(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();

@@ -12,6 +12,10 @@ pub struct Metrics {
     pub event_append_seconds: Histogram,
     /// 0 closed, 1 open, 2 half-open, per vehicle (set by this process's connector).
     pub vehicle_circuit_breaker_state: IntGaugeVec,
+    /// The last stream sequence each projection applied; its rate is the apply rate.
+    pub projection_checkpoint: IntGaugeVec,
+    /// Sequences each projection is behind its stream.
+    pub projection_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -41,8 +45,21 @@ impl Metrics {
             Opts::new("vehicle_circuit_breaker_state", "Circuit breaker per vehicle: 0 closed, 1 open, 2 half-open"),
             &["vin"],
         )?;
+        let projection_checkpoint = IntGaugeVec::new(
+            Opts::new(
+                "projection_checkpoint",
+                "Last stream sequence applied, per projection and stream (rate = events/s)",
+            ),
+            &["projection", "stream"],
+        )?;
+        let projection_lag = IntGaugeVec::new(
+            Opts::new("projection_lag", "Stream sequences not yet applied, per projection and stream"),
+            &["projection", "stream"],
+        )?;
         registry.register(Box::new(event_append_seconds.clone()))?;
         registry.register(Box::new(vehicle_circuit_breaker_state.clone()))?;
+        registry.register(Box::new(projection_checkpoint.clone()))?;
+        registry.register(Box::new(projection_lag.clone()))?;
         Ok(Self {
             registry,
             commands_executed_total,
@@ -51,6 +68,8 @@ impl Metrics {
             vehicle_connections_active,
             event_append_seconds,
             vehicle_circuit_breaker_state,
+            projection_checkpoint,
+            projection_lag,
         })
     }
 

@@ -325,3 +325,37 @@ async fn an_ecu_refusal_is_a_typed_failure_with_the_code_and_its_name_in_the_api
     assert_eq!(shown["negative_response"], json!({"code": "0x31", "name": "requestOutOfRange"}));
     assert!(shown["error_message"].as_str().unwrap().contains("requestOutOfRange"));
 }
+
+#[tokio::test]
+async fn operators_see_each_projection_catch_up_in_metrics_and_in_projections_status() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let command: Value = stack.submit(&token, read_dtc()).await.json().await.unwrap();
+    stack.wait_completed(&token, command["command_id"].as_str().unwrap()).await;
+    let lag_line = r#"projection_lag{projection="commands",stream="SOVD_RESPONSES"} "#;
+    let metrics = stack
+        .wait_for(|| async {
+            let m = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            m.contains(&format!("{lag_line}0")).then_some(m)
+        })
+        .await;
+    let checkpoint = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"projection_checkpoint{projection="commands",stream="SOVD_RESPONSES"} "#))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert!(checkpoint >= 5, "dispatch, three chunks and the outcome were applied: {checkpoint}");
+
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"))
+        .args(["projections", "--nats-url", &stack.nats.url(), "--database-url", &stack.database_url, "status"])
+        .output()
+        .await
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let table = String::from_utf8_lossy(&status.stdout);
+    let row = table.lines().find(|l| l.starts_with("commands") && l.contains("SOVD_RESPONSES")).unwrap();
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2].parse::<u64>().unwrap(), cells[3].parse::<u64>().unwrap(), "caught up: {row}");
+    assert_eq!(cells[4], "0");
+    assert_eq!(table.lines().count(), 1 + 2 + 1 + 1 + 4, "a header and every (projection, stream): {table}");
+}

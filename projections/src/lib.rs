@@ -9,6 +9,7 @@ pub mod audit;
 pub mod digest;
 pub mod error;
 pub mod queries;
+pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod worker;

@@ -57,5 +57,14 @@ pub async fn metrics(State(state): State<SharedState>) -> String {
     {
         state.metrics.vehicle_connections_active.set(connected);
     }
+    // Read at scrape time from Postgres and NATS, so it is right whichever process projects.
+    if let Ok(progress) = sovd_projections::status::progress(&state.pool, &state.store).await {
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for p in progress {
+            let labels = [p.projection.name(), p.stream.as_str()];
+            state.metrics.projection_checkpoint.with_label_values(&labels).set(as_gauge(p.checkpoint));
+            state.metrics.projection_lag.with_label_values(&labels).set(as_gauge(p.lag()));
+        }
+    }
     state.metrics.render()
 }
