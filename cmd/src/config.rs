@@ -92,7 +92,7 @@ pub enum AuditAction {
     Verify,
 }
 
-/// For processes that use NATS only.
+/// How to reach NATS; every process has these.
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
     /// NATS server URL.
@@ -113,15 +113,11 @@ pub struct SimulatorArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// NATS server URL.
-    #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222")]
-    pub nats_url: String,
+    #[command(flatten)]
+    pub nats: NatsArgs,
     /// PostgreSQL URL of the read-model database.
     #[arg(long, env = "SOVD_DATABASE_URL", default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd")]
     pub database_url: String,
-    /// JetStream replicas per stream (3 in production clusters).
-    #[arg(long, env = "SOVD_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
 }
 
 #[derive(Debug, Clone, Args)]

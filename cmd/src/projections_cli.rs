@@ -10,9 +10,7 @@ use crate::run;
 pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = run::shutdown_signal();
     let common = &args.common;
-    let Some((_, store)) =
-        run::connect_nats(&common.nats_url, common.stream_replicas, "sovd-projections", &shutdown).await?
-    else {
+    let Some((_, store)) = run::connect_nats(&common.nats, "sovd-projections", &shutdown).await? else {
         return Ok(());
     };
     let pool = PgPoolOptions::new()

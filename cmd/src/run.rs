@@ -16,7 +16,9 @@ use sovd_nats::{AppendOptions, EventMeta, EventStore, Subject};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
-use crate::config::{CommonArgs, ConnectorArgs, ConnectorOptions, FleetOptions, GatewayArgs, SimulatorArgs, Transport};
+use crate::config::{
+    CommonArgs, ConnectorArgs, ConnectorOptions, FleetOptions, GatewayArgs, NatsArgs, SimulatorArgs, Transport,
+};
 use crate::gateway::jwt::JwtKey;
 use crate::gateway::ratelimit::{RateLimiter, RateLimits};
 use crate::gateway::sessions::Sessions;
@@ -83,19 +85,18 @@ pub async fn until_ok<T, E: std::fmt::Display, Fut: Future<Output = Result<T, E>
 
 /// NATS only, with every stream in place (for processes that never touch Postgres).
 pub async fn connect_nats(
-    url: &str,
-    replicas: usize,
+    args: &NatsArgs,
     name: &str,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<(async_nats::Client, EventStore)>> {
     let nats = async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(&args.nats_url)
         .await
-        .with_context(|| format!("bad NATS URL {url}"))?;
+        .with_context(|| format!("bad NATS URL {}", args.nats_url))?;
     let store = EventStore::new(nats.clone());
-    if until_ok("NATS JetStream", shutdown, || store.ensure_streams(replicas)).await.is_none() {
+    if until_ok("NATS JetStream", shutdown, || store.ensure_streams(args.stream_replicas)).await.is_none() {
         return Ok(None);
     }
     Ok(Some((nats, store)))
@@ -106,8 +107,8 @@ pub async fn connect(
     name: &str,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<Deps>> {
-    let replicas = common.stream_replicas;
-    let Some((nats, store)) = connect_nats(&common.nats_url, replicas, name, shutdown).await? else {
+    let replicas = common.nats.stream_replicas;
+    let Some((nats, store)) = connect_nats(&common.nats, name, shutdown).await? else {
         return Ok(None);
     };
     let js = store.jetstream().clone();
@@ -122,7 +123,7 @@ pub async fn connect(
     if until_ok("PostgreSQL", shutdown, || sovd_projections::migrate(&pool)).await.is_none() {
         return Ok(None);
     }
-    tracing::info!(nats = %common.nats_url, "connected to NATS and PostgreSQL");
+    tracing::info!(nats = %common.nats.nats_url, "connected to NATS and PostgreSQL");
     Ok(Some(Deps { nats, store, pool, buckets }))
 }
 
@@ -270,8 +271,8 @@ pub async fn connect_connector(
     args: &ConnectorArgs,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<Option<EventStore>> {
-    let (url, replicas) = (&args.nats.nats_url, args.nats.stream_replicas);
-    let Some((_, store)) = connect_nats(url, replicas, "sovd-connector", shutdown).await? else {
+    let replicas = args.nats.stream_replicas;
+    let Some((_, store)) = connect_nats(&args.nats, "sovd-connector", shutdown).await? else {
         return Ok(None);
     };
     let js = store.jetstream().clone();
@@ -282,9 +283,7 @@ pub async fn connect_connector(
 /// `sovd simulator`: the simulated fleet as its own process, serving its vehicles over NATS.
 pub async fn run_simulator(args: SimulatorArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = shutdown_signal();
-    let Some((client, store)) =
-        connect_nats(&args.nats.nats_url, args.nats.stream_replicas, "sovd-simulator", &shutdown).await?
-    else {
+    let Some((client, store)) = connect_nats(&args.nats, "sovd-simulator", &shutdown).await? else {
         return Ok(());
     };
     let fleet = simulated_fleet(&store, &args.fleet, &shutdown).await?;

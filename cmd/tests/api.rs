@@ -346,11 +346,7 @@ async fn operators_see_each_projection_catch_up_in_metrics_and_in_projections_st
         .unwrap();
     assert!(checkpoint >= 5, "dispatch, three chunks and the outcome were applied: {checkpoint}");
 
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"))
-        .args(["projections", "--nats-url", &stack.nats.url(), "--database-url", &stack.database_url, "status"])
-        .output()
-        .await
-        .unwrap();
+    let status = stack.cli(&["projections", "status"]).output().await.unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
     let table = String::from_utf8_lossy(&status.stdout);
     let row = table.lines().find(|l| l.starts_with("commands") && l.contains("SOVD_RESPONSES")).unwrap();

@@ -15,12 +15,11 @@ use serde_json::{Value, json};
 use sovd_connector::remote::Executions;
 use sovd_domain::{Event, OperationName};
 use sovd_nats::{StoredEvent, StreamName};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 fn sovd(stack: &Stack, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sovd"))
-        .args(args)
-        .env("SOVD_NATS_URL", stack.nats.url())
+    stack
+        .cli(args)
         // Neither the simulator nor a connector touches Postgres.
         .env("SOVD_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
         .env("RUST_LOG", "warn")

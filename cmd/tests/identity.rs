@@ -298,13 +298,7 @@ async fn the_catalogue_stats_and_cors_are_served() {
 async fn operators_manage_users_from_the_command_line() {
     let stack = Stack::start().await;
     // Async: the Postgres proxy runs on this test's runtime and must keep serving meanwhile.
-    let sovd = |args: &[&str]| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"))
-            .args(["user", "--nats-url", &stack.nats.url(), "--database-url", &stack.database_url])
-            .args(args)
-            .env("SOVD_NEW_PASSWORD", "carol-pass-1")
-            .output()
-    };
+    let sovd = |args: &[&str]| stack.cli(&["user"]).args(args).env("SOVD_NEW_PASSWORD", "carol-pass-1").output();
     let added = sovd(&["add", "carol", "--role", "viewer", "--email", "carol@example.com"]).await.unwrap();
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     assert!(String::from_utf8_lossy(&added.stdout).contains("created carol (viewer)"));
@@ -330,11 +324,7 @@ async fn operators_manage_users_from_the_command_line() {
 async fn operators_verify_the_audit_chain_and_are_told_which_row_was_tampered_with() {
     let stack = Stack::start().await;
     stack.login(ADMIN).await;
-    let verify = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"))
-            .args(["audit", "--database-url", &stack.database_url, "verify"])
-            .output()
-    };
+    let verify = || stack.cli(&["audit", "verify"]).output();
     stack
         .wait_until(|| async {
             let rows: (i64,) = sqlx::query_as("SELECT count(*) FROM audit_log WHERE action = 'login_succeeded'")

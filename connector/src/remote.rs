@@ -104,8 +104,7 @@ pub async fn serve(
                     .map(|((vin, operation), count)| Executions { vin, operation, count })
                     .collect();
                 if let Some(reply) = message.reply {
-                    let body = serde_json::to_vec(&rows).unwrap_or_default();
-                    let _ = client.publish(reply, body.into()).await;
+                    let _ = answer(&client, reply, &rows).await;
                 }
             }
             _ = shutdown.changed() => return Ok(()),
@@ -114,36 +113,35 @@ pub async fn serve(
     }
 }
 
+/// Publishes `body` as JSON to a reply subject; false when NATS refused it.
+async fn answer(client: &Client, to: async_nats::Subject, body: &impl Serialize) -> bool {
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    client.publish(to, body.into()).await.is_ok()
+}
+
 async fn handle(client: &Client, fleet: &Arc<SimulatedFleet>, message: async_nats::Message) {
     let (Some(vin), Some(reply)) = (vin_of(&message.subject), message.reply.clone()) else { return };
-    let send = |reply_to: async_nats::Subject, answer: Reply| {
-        let client = client.clone();
-        async move {
-            let body = serde_json::to_vec(&answer).unwrap_or_default();
-            let _ = client.publish(reply_to, body.into()).await;
-        }
-    };
     match message.subject.rsplit('.').next() {
         Some("exec") => {
             let operation: Operation = match serde_json::from_slice(&message.payload) {
                 Ok(operation) => operation,
                 Err(e) => {
                     let error = WireError::Malformed { detail: format!("unreadable request: {e}") };
-                    return send(reply, Reply::Error(error)).await;
+                    let _ = answer(client, reply, &Reply::Error(error)).await;
+                    return;
                 }
             };
             // Each request runs on its own, as requests to different vehicles do.
-            let mut answer = fleet.execute(&vin, &operation);
+            let mut items = fleet.execute(&vin, &operation);
             let client = client.clone();
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(MAX_REQUEST, async {
-                    while let Some(item) = answer.next().await {
+                    while let Some(item) = items.next().await {
                         let reply_message = match item {
                             Ok(chunk) => Reply::Chunk { payload: chunk.payload, is_final: chunk.is_final },
                             Err(error) => Reply::Error(WireError::from_transport(&error)),
                         };
-                        let body = serde_json::to_vec(&reply_message).unwrap_or_default();
-                        if client.publish(reply.clone(), body.into()).await.is_err() {
+                        if !answer(&client, reply.clone(), &reply_message).await {
                             return;
                         }
                     }
@@ -187,12 +185,8 @@ impl RemoteFleet {
                 }
             }
         });
-        Ok(Self { client: store_client(store), connected })
+        Ok(Self { client: store.jetstream().client(), connected })
     }
-}
-
-fn store_client(store: &EventStore) -> Client {
-    store.jetstream().client()
 }
 
 fn apply(connected: &RwLock<HashMap<Vin, bool>>, event: &Event) {

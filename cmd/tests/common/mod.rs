@@ -10,7 +10,7 @@ pub mod proxy;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sovd::config::{CommonArgs, ConnectorOptions, FleetOptions, Transport};
+use sovd::config::{CommonArgs, ConnectorOptions, FleetOptions, NatsArgs, Transport};
 use sovd::gateway::jwt::JwtKey;
 use sovd::metrics::Metrics;
 use sovd::{run, seed};
@@ -94,7 +94,10 @@ impl Stack {
         let url = url_parts(&direct_url);
         let postgres = proxy::TcpProxy::start(url.1.parse().unwrap()).await;
         let database_url = format!("{}{}{}", url.0, postgres.addr, url.2);
-        let common = CommonArgs { nats_url: nats.url(), database_url: database_url.clone(), stream_replicas: 1 };
+        let common = CommonArgs {
+            nats: NatsArgs { nats_url: nats.url(), stream_replicas: 1 },
+            database_url: database_url.clone(),
+        };
         let (stop, shutdown) = watch::channel(false);
         let deps = run::connect(&common, "sovd-test", &shutdown).await.unwrap().unwrap();
         seed::seed_users(&deps.store, &deps.buckets).await.unwrap();
@@ -134,6 +137,13 @@ impl Stack {
             .wait_until(|| async { stack.count("vehicles").await == vehicles && stack.count("users").await == 2 })
             .await;
         stack
+    }
+
+    /// `sovd <args>` from the test build, pointed at this stack's NATS and Postgres.
+    pub fn cli(&self, args: &[&str]) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"));
+        command.args(args).env("SOVD_NATS_URL", self.nats.url()).env("SOVD_DATABASE_URL", &self.database_url);
+        command
     }
 
     /// The in-process simulated fleet.
