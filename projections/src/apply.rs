@@ -3,7 +3,6 @@
 //! nothing. Sequence holes are normal and never checked.
 
 use sovd_domain::Event;
-use sovd_domain::lifecycle::CommandStatus;
 use sovd_nats::{StoredEvent, StreamName};
 use sqlx::PgConnection;
 
@@ -61,9 +60,19 @@ pub async fn apply_batch(
         return Ok(());
     };
     let mut tx = pool.begin().await?;
-    for stored in events {
-        apply_event(&mut tx, projection, stored).await?;
-    }
+    apply_events(&mut tx, projection, events).await?;
+    set_checkpoint(&mut tx, projection, stream, last).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Moves `projection`'s checkpoint on `stream` forward to `last` (never back).
+pub async fn set_checkpoint(
+    conn: &mut PgConnection,
+    projection: Projection,
+    stream: StreamName,
+    last: u64,
+) -> Result<(), ProjectionError> {
     sqlx::query(
         "INSERT INTO projection_checkpoints (projection, stream, last_sequence, updated_at)
          VALUES ($1, $2, $3, now())
@@ -74,9 +83,8 @@ pub async fn apply_batch(
     .bind(projection.name())
     .bind(stream.as_str())
     .bind(i64::try_from(last).unwrap_or(i64::MAX))
-    .execute(&mut *tx)
+    .execute(conn)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 
@@ -104,112 +112,29 @@ fn json(text: &str) -> Result<serde_json::Value, ProjectionError> {
     serde_json::from_str(text).map_err(|e| ProjectionError::BadJson(e.to_string()))
 }
 
-async fn upsert_status(
-    conn: &mut PgConnection,
-    command_id: uuid::Uuid,
-    status: CommandStatus,
-    error_message: Option<&str>,
-    completed_at: Option<time::OffsetDateTime>,
-    attempts: i32,
-) -> Result<(), ProjectionError> {
-    sqlx::query(
-        "INSERT INTO commands (command_id, status, status_rank, error_message, completed_at, attempts)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (command_id) DO UPDATE SET
-           status = CASE WHEN EXCLUDED.status_rank > commands.status_rank THEN EXCLUDED.status ELSE commands.status END,
-           error_message = CASE WHEN EXCLUDED.status_rank > commands.status_rank THEN EXCLUDED.error_message
-                                ELSE commands.error_message END,
-           completed_at = COALESCE(commands.completed_at, EXCLUDED.completed_at),
-           status_rank = GREATEST(commands.status_rank, EXCLUDED.status_rank),
-           attempts = GREATEST(commands.attempts, EXCLUDED.attempts)",
-    )
-    .bind(command_id)
-    .bind(status.as_str())
-    .bind(i16::from(status.rank()))
-    .bind(error_message)
-    .bind(completed_at)
-    .bind(attempts)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn apply_event(
+/// Applies `events` inside the caller's transaction. Commands and the audit trail take a
+/// batch in a few multi-row statements; vehicles and users, whose events are few, take one
+/// statement per event.
+pub async fn apply_events(
     conn: &mut PgConnection,
     projection: Projection,
-    stored: &StoredEvent,
+    events: &[StoredEvent],
 ) -> Result<(), ProjectionError> {
-    match (projection, &stored.event) {
-        (Projection::Commands, Event::CommandRequested(e)) => {
-            sqlx::query(
-                "INSERT INTO commands (command_id, user_id, vehicle_id, vin, command_name, command_params,
-                                       correlation_id, status, status_rank, submitted_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', 0, $8)
-                 ON CONFLICT (command_id) DO UPDATE SET
-                   user_id = EXCLUDED.user_id, vehicle_id = EXCLUDED.vehicle_id, vin = EXCLUDED.vin,
-                   command_name = EXCLUDED.command_name, command_params = EXCLUDED.command_params,
-                   correlation_id = EXCLUDED.correlation_id, submitted_at = EXCLUDED.submitted_at",
-            )
-            .bind(e.command_id.as_uuid())
-            .bind(e.user_id.as_uuid())
-            .bind(e.vehicle_id.as_uuid())
-            .bind(e.vin.as_str())
-            .bind(e.operation.name().as_str())
-            .bind(e.operation.params_json())
-            .bind(&stored.meta.correlation_id)
-            .bind(e.requested_at)
-            .execute(conn)
-            .await?;
-        }
-        (Projection::Commands, Event::CommandDispatched(e)) => {
-            let attempts = i32::try_from(e.attempt).unwrap_or(i32::MAX);
-            upsert_status(conn, e.command_id.as_uuid(), CommandStatus::InProgress, None, None, attempts).await?;
-        }
-        (Projection::Commands, Event::ResponseChunk(e)) => {
-            sqlx::query(
-                "INSERT INTO responses (response_id, command_id, sequence_number, response_payload, is_final, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(e.response_id)
-            .bind(e.command_id.as_uuid())
-            .bind(i32::try_from(e.sequence_number).unwrap_or(i32::MAX))
-            .bind(json(&e.payload_json)?)
-            .bind(e.is_final)
-            .bind(e.received_at)
-            .execute(conn)
-            .await?;
-        }
-        (Projection::Commands, Event::CommandQueued(e)) => {
-            let id = e.command_id.as_uuid();
-            upsert_status(conn, id, CommandStatus::Queued, Some(&e.reason), None, 0).await?;
-        }
-        (Projection::Commands, Event::CommandCompleted(e)) => {
-            upsert_status(conn, e.command_id.as_uuid(), CommandStatus::Completed, None, Some(e.completed_at), 0)
-                .await?;
-        }
-        (Projection::Commands, Event::CommandFailed(e)) => {
-            let id = e.command_id.as_uuid();
-            upsert_status(conn, id, CommandStatus::Failed, Some(&e.reason), Some(e.completed_at), 0).await?;
-            if let Some(nrc) = e.negative_response {
-                sqlx::query("UPDATE commands SET negative_response = $2 WHERE command_id = $1")
-                    .bind(id)
-                    .bind(negative_response_json(nrc))
-                    .execute(&mut *conn)
-                    .await?;
+    match projection {
+        Projection::Commands => crate::commands::CommandRows::from_events(events)?.upsert(conn).await,
+        Projection::Audit => crate::audit::AuditRows::from_events(events).append(conn).await,
+        Projection::Vehicles | Projection::Users => {
+            for stored in events {
+                apply_one(conn, stored).await?;
             }
+            Ok(())
         }
-        (Projection::Commands, Event::CommandTimedOut(e)) => {
-            let message = format!("Vehicle connection timeout: no answer within {} ms", e.after_ms);
-            let id = e.command_id.as_uuid();
-            upsert_status(conn, id, CommandStatus::TimedOut, Some(&message), Some(e.completed_at), 0).await?;
-        }
-        (Projection::Commands, Event::CommandCancelled(e)) => {
-            let id = e.command_id.as_uuid();
-            upsert_status(conn, id, CommandStatus::Cancelled, Some("cancelled by user"), Some(e.completed_at), 0)
-                .await?;
-        }
-        (Projection::Vehicles, Event::VehicleRegistered(e)) => {
+    }
+}
+
+async fn apply_one(conn: &mut PgConnection, stored: &StoredEvent) -> Result<(), ProjectionError> {
+    match &stored.event {
+        Event::VehicleRegistered(e) => {
             sqlx::query(
                 "INSERT INTO vehicles (vehicle_id, vin, make, model, year, metadata, registered_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -226,28 +151,28 @@ async fn apply_event(
             .execute(conn)
             .await?;
         }
-        (Projection::Vehicles, Event::VehicleConnected(e)) => {
+        Event::VehicleConnected(e) => {
             sqlx::query("UPDATE vehicles SET connection_status = 'connected', last_seen_at = $2 WHERE vin = $1")
                 .bind(e.vin.as_str())
                 .bind(e.at)
                 .execute(conn)
                 .await?;
         }
-        (Projection::Vehicles, Event::VehicleDisconnected(e)) => {
+        Event::VehicleDisconnected(e) => {
             sqlx::query("UPDATE vehicles SET connection_status = 'disconnected', last_seen_at = $2 WHERE vin = $1")
                 .bind(e.vin.as_str())
                 .bind(e.at)
                 .execute(conn)
                 .await?;
         }
-        (Projection::Vehicles, Event::VehicleCircuitChanged(e)) => {
+        Event::VehicleCircuitChanged(e) => {
             sqlx::query("UPDATE vehicles SET circuit_state = $2 WHERE vin = $1")
                 .bind(e.vin.as_str())
                 .bind(&e.state)
                 .execute(conn)
                 .await?;
         }
-        (Projection::Users, Event::UserCreated(e)) => {
+        Event::UserCreated(e) => {
             sqlx::query(
                 "INSERT INTO users (user_id, username, role, email, password_hash, created_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -262,33 +187,32 @@ async fn apply_event(
             .execute(conn)
             .await?;
         }
-        (Projection::Users, Event::RoleChanged(e)) => {
+        Event::RoleChanged(e) => {
             sqlx::query("UPDATE users SET role = $2 WHERE user_id = $1")
                 .bind(e.user_id.as_uuid())
                 .bind(e.role.as_str())
                 .execute(conn)
                 .await?;
         }
-        (Projection::Users, Event::PasswordChanged(e)) => {
+        Event::PasswordChanged(e) => {
             sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1")
                 .bind(e.user_id.as_uuid())
                 .bind(&e.password_hash)
                 .execute(conn)
                 .await?;
         }
-        (Projection::Users, Event::UserDeactivated(e)) => {
+        Event::UserDeactivated(e) => {
             sqlx::query("UPDATE users SET active = false WHERE user_id = $1")
                 .bind(e.user_id.as_uuid())
                 .execute(conn)
                 .await?;
         }
-        (Projection::Users, Event::UserReactivated(e)) => {
+        Event::UserReactivated(e) => {
             sqlx::query("UPDATE users SET active = true WHERE user_id = $1")
                 .bind(e.user_id.as_uuid())
                 .execute(conn)
                 .await?;
         }
-        (Projection::Audit, _) => crate::audit::apply(conn, stored).await?,
         // Events of other projections, or ones this read model does not show yet.
         _ => {}
     }

@@ -4,6 +4,7 @@ use serde_json::{Value, json};
 use sovd_domain::Event;
 use sovd_nats::StoredEvent;
 use sqlx::PgConnection;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::ProjectionError;
@@ -100,48 +101,127 @@ fn actor_user(actor: &str) -> Option<Uuid> {
     actor.strip_prefix("user:").and_then(|id| Uuid::parse_str(id).ok())
 }
 
-pub async fn apply(conn: &mut PgConnection, stored: &StoredEvent) -> Result<(), ProjectionError> {
-    let Some((action, target, vin, details)) = describe(&stored.event) else {
-        return Ok(());
-    };
-    let vin =
-        vin.or_else(|| sovd_nats::subjects::parse_command_subject(&stored.subject).map(|(vin, _)| vin.to_string()));
-    let stream = stored.subject.split('.').nth(1).map_or("?", |kind| match kind {
+/// Which stream an event came from, by its subject.
+fn stream_of(subject: &str) -> &'static str {
+    subject.split('.').nth(1).map_or("?", |kind| match kind {
         "cmd" => "SOVD_COMMANDS",
         "rsp" => "SOVD_RESPONSES",
         "veh" => "SOVD_FLEET",
         "iam" => "SOVD_IAM",
         _ => "SOVD_OPS",
-    });
-    // One chain: audit batches from every stream and every projector process take turns.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *conn).await?;
-    sqlx::query(
-        "INSERT INTO audit_log (occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id,
-                                stream, stream_sequence, prev_hash, row_hash)
-         SELECT v.*, head.prev,
-                audit_row_hash(head.prev, audit_row_text(v.occurred_at, v.actor, v.actor_user_id, v.action, v.target,
-                                                         v.vin, v.details, v.correlation_id, v.stream,
-                                                         v.stream_sequence))
-         FROM (VALUES ($1::timestamptz, $2::text, $3::uuid, $4::text, $5::text, $6::text, $7::jsonb, $8::text,
-                       $9::text, $10::bigint))
-              AS v(occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id, stream,
-                   stream_sequence),
-              (SELECT COALESCE((SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1), '') AS prev) head
-         ON CONFLICT (stream, stream_sequence) DO NOTHING",
-    )
-    .bind(stored.meta.occurred_at)
-    .bind(&stored.meta.actor)
-    .bind(actor_user(&stored.meta.actor))
-    .bind(action)
-    .bind(target)
-    .bind(vin)
-    .bind(details)
-    .bind(&stored.meta.correlation_id)
-    .bind(stream)
-    .bind(i64::try_from(stored.stream_sequence).unwrap_or(i64::MAX))
-    .execute(conn)
-    .await?;
-    Ok(())
+    })
+}
+
+/// A batch of audit rows as column arrays, in stream order.
+#[derive(Debug, Default)]
+pub struct AuditRows {
+    occurred_at: Vec<OffsetDateTime>,
+    actor: Vec<String>,
+    actor_user_id: Vec<Option<Uuid>>,
+    action: Vec<&'static str>,
+    target: Vec<String>,
+    vin: Vec<Option<String>>,
+    details: Vec<Value>,
+    correlation_id: Vec<String>,
+    stream: Vec<&'static str>,
+    stream_sequence: Vec<i64>,
+}
+
+impl AuditRows {
+    pub fn from_events(events: &[StoredEvent]) -> Self {
+        let mut rows = Self::default();
+        for stored in events {
+            let Some((action, target, vin, details)) = describe(&stored.event) else {
+                continue;
+            };
+            let vin = vin.or_else(|| {
+                sovd_nats::subjects::parse_command_subject(&stored.subject).map(|(vin, _)| vin.to_string())
+            });
+            rows.occurred_at.push(stored.meta.occurred_at);
+            rows.actor.push(stored.meta.actor.clone());
+            rows.actor_user_id.push(actor_user(&stored.meta.actor));
+            rows.action.push(action);
+            rows.target.push(target);
+            rows.vin.push(vin);
+            rows.details.push(details);
+            rows.correlation_id.push(stored.meta.correlation_id.clone());
+            rows.stream.push(stream_of(&stored.subject));
+            rows.stream_sequence.push(i64::try_from(stored.stream_sequence).unwrap_or(i64::MAX));
+        }
+        rows
+    }
+
+    pub fn len(&self) -> usize {
+        self.action.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.action.is_empty()
+    }
+
+    /// Appends the rows not yet in the trail to the end of the chain, in one statement.
+    pub async fn append(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        // One chain: audit batches from every stream and every projector process take turns.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *conn).await?;
+        self.bind(sqlx::query(
+            "WITH head AS (SELECT COALESCE((SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1), '') AS hash),
+             input AS (
+               SELECT v.* FROM UNNEST($1::timestamptz[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                      $7::jsonb[], $8::text[], $9::text[], $10::int8[]) WITH ORDINALITY
+                      AS v(occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id, stream,
+                           stream_sequence, n)
+               WHERE NOT EXISTS (SELECT 1 FROM audit_log a
+                                 WHERE a.stream = v.stream AND a.stream_sequence = v.stream_sequence)),
+             chained AS (
+               SELECT i.*, head.hash AS head,
+                      audit_chain(head.hash, audit_row_text(i.occurred_at, i.actor, i.actor_user_id, i.action,
+                                                            i.target, i.vin, i.details, i.correlation_id, i.stream,
+                                                            i.stream_sequence))
+                        OVER (ORDER BY i.n ROWS UNBOUNDED PRECEDING) AS row_hash
+               FROM input i, head)
+             INSERT INTO audit_log (occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id,
+                                    stream, stream_sequence, prev_hash, row_hash)
+             SELECT occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id, stream,
+                    stream_sequence, COALESCE(lag(row_hash) OVER (ORDER BY n), head), row_hash
+             FROM chained ORDER BY n",
+        ))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Plain inserts of the same rows, unchained and unchecked: the benchmark's limit.
+    pub async fn insert_plain(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
+        self.bind(sqlx::query(
+            "INSERT INTO audit_log (occurred_at, actor, actor_user_id, action, target, vin, details, correlation_id,
+                                    stream, stream_sequence)
+             SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                  $7::jsonb[], $8::text[], $9::text[], $10::int8[])",
+        ))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.occurred_at)
+            .bind(&self.actor)
+            .bind(&self.actor_user_id)
+            .bind(&self.action)
+            .bind(&self.target)
+            .bind(&self.vin)
+            .bind(&self.details)
+            .bind(&self.correlation_id)
+            .bind(&self.stream)
+            .bind(&self.stream_sequence)
+    }
 }
 
 /// What `sovd audit verify` found.

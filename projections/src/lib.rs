@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod commands;
 pub mod digest;
 pub mod error;
 pub mod queries;

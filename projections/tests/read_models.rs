@@ -279,3 +279,66 @@ async fn a_rebuilt_audit_trail_is_a_new_intact_chain_with_the_same_rows() {
     assert!(matches!(audit::verify(&pool).await.unwrap(), audit::Verdict::Intact { .. }));
     assert_eq!(projection_digest(&pool, Projection::Audit).await.unwrap(), before);
 }
+
+/// Every kind of status a command can go through, several of them on one command.
+async fn seed_outcomes(store: &EventStore) {
+    let now = OffsetDateTime::now_utc();
+    for outcome in 0..3 {
+        let id = CommandId::new();
+        let rsp = Subject::response(&vin(), id);
+        let dispatched = |attempt| {
+            Event::CommandDispatched(CommandDispatched {
+                command_id: id,
+                attempt,
+                connector: "t".into(),
+                dispatched_at: now,
+            })
+        };
+        let queued = CommandQueued { command_id: id, reason: "vehicle offline".into(), until: now, at: now };
+        append(store, &rsp, Event::CommandQueued(queued)).await;
+        append(store, &rsp, dispatched(1)).await;
+        append(store, &rsp, dispatched(2)).await;
+        let end = match outcome {
+            0 => Event::CommandFailed(CommandFailed {
+                command_id: id,
+                reason: "ECU refused".into(),
+                completed_at: now,
+                negative_response: Some(sovd_domain::uds::Nrc(0x31)),
+            }),
+            1 => Event::CommandTimedOut(CommandTimedOut { command_id: id, after_ms: 30_000, completed_at: now }),
+            _ => Event::CommandCancelled(CommandCancelled { command_id: id, completed_at: now }),
+        };
+        append(store, &rsp, end).await;
+        // A late redelivery of an earlier status must not move the command back.
+        append(store, &rsp, dispatched(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_whole_batch_and_the_same_events_one_at_a_time_build_identical_rows() {
+    let (_server, store, batched, _) = seeded().await;
+    seed_outcomes(&store).await;
+    let (one_by_one, _) = fresh_database().await;
+
+    for projection in Projection::ALL {
+        for &stream in projection.streams() {
+            let events = all_events(&store, stream).await;
+            apply_batch(&batched, projection, stream, &events).await.unwrap();
+            for event in &events {
+                apply_batch(&one_by_one, projection, stream, std::slice::from_ref(event)).await.unwrap();
+            }
+        }
+    }
+
+    assert_eq!(digests(&batched).await, digests(&one_by_one).await);
+    let failed: (String, Option<serde_json::Value>, i32) =
+        sqlx::query_as("SELECT status, negative_response, attempts FROM commands WHERE error_message = 'ECU refused'")
+            .fetch_one(&batched)
+            .await
+            .unwrap();
+    assert_eq!(failed, ("failed".into(), Some(serde_json::json!({"code": "0x31", "name": "requestOutOfRange"})), 2));
+    for pool in [&batched, &one_by_one] {
+        let verdict = audit::verify(pool).await.unwrap();
+        assert!(matches!(verdict, audit::Verdict::Intact { rows, .. } if rows == 10), "{verdict:?}");
+    }
+}
