@@ -75,6 +75,12 @@ pub struct ProjectionsArgs {
 pub enum ProjectionsAction {
     /// Each projection's checkpoint, its stream's last sequence, and the lag.
     Status,
+    /// Rebuild from sequence 1 into a shadow schema while the live tables keep serving,
+    /// then switch over in one transaction. Every projection when no name is given.
+    Rebuild {
+        #[arg(value_parser = ["commands", "vehicles", "users", "audit"])]
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

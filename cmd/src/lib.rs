@@ -6,6 +6,7 @@ pub mod bench;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
+pub mod progress;
 pub mod projections_cli;
 pub mod run;
 pub mod seed;

@@ -1,10 +1,17 @@
 //! `sovd projections status`: each projection's checkpoint, its stream's last sequence, and
-//! the lag between them.
+//! the lag between them. `sovd projections rebuild [NAME]`: a projection built again from
+//! the log beside the live one, then swapped in; recorded as ProjectionRebuilt on SOVD_OPS.
 
 use anyhow::Context;
+use sovd_domain::Event;
+use sovd_domain::events::ProjectionRebuilt;
+use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, Subject};
+use sovd_projections::apply::Projection;
 use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
 
 use crate::config::{ProjectionsAction, ProjectionsArgs};
+use crate::progress::{Progress, operator};
 use crate::run;
 
 pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
@@ -14,7 +21,7 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let pool = PgPoolOptions::new()
-        .max_connections(1)
+        .max_connections(2)
         .connect(&common.database_url)
         .await
         .context("cannot reach the read-model database (SOVD_DATABASE_URL)")?;
@@ -33,6 +40,45 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                 );
             }
         }
+        ProjectionsAction::Rebuild { name } => {
+            let projections = match name.as_deref() {
+                Some(name) => vec![Projection::from_name(name).context("unknown projection")?],
+                None => Projection::ALL.to_vec(),
+            };
+            for projection in projections {
+                rebuild(&pool, &store, projection).await?;
+            }
+        }
     }
+    Ok(())
+}
+
+async fn rebuild(pool: &sqlx::PgPool, store: &EventStore, projection: Projection) -> anyhow::Result<()> {
+    let name = projection.name();
+    let started_at = OffsetDateTime::now_utc();
+    let progress = Progress::new(name, 0, "sequences");
+    let report = |p: sovd_projections::rebuild::RebuildProgress| progress.set(p.done, p.total);
+    let rebuilt = sovd_projections::rebuild::rebuild(pool, store, projection, &report)
+        .await
+        .with_context(|| format!("rebuilding {name} failed; the live tables are unchanged"))?;
+    let summary = format!(
+        "{name}: rebuilt from {} events into {} rows in {:.1} s and switched over; digest {}",
+        rebuilt.events, rebuilt.rows, rebuilt.seconds, rebuilt.digest
+    );
+    progress.finish(&summary);
+    println!("{summary}");
+    let event = Event::ProjectionRebuilt(ProjectionRebuilt {
+        projection: name.to_owned(),
+        events: rebuilt.events,
+        rows: rebuilt.rows,
+        digest: rebuilt.digest,
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+    });
+    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), operator());
+    store
+        .append(&Subject::ops(OpsKind::Projections), &event, &meta, AppendOptions::default())
+        .await
+        .context("the rebuild is done, but recording it on SOVD_OPS failed")?;
     Ok(())
 }

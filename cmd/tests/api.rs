@@ -353,5 +353,36 @@ async fn operators_see_each_projection_catch_up_in_metrics_and_in_projections_st
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[2].parse::<u64>().unwrap(), cells[3].parse::<u64>().unwrap(), "caught up: {row}");
     assert_eq!(cells[4], "0");
-    assert_eq!(table.lines().count(), 1 + 2 + 1 + 1 + 4, "a header and every (projection, stream): {table}");
+    assert_eq!(table.lines().count(), 1 + 2 + 1 + 1 + 5, "a header and every (projection, stream): {table}");
+}
+
+#[tokio::test]
+async fn an_operator_rebuilds_a_projection_while_the_api_serves_and_the_audit_trail_records_it() {
+    let stack = Stack::start().await;
+    let admin = stack.login(ADMIN).await;
+    let command: Value = stack.submit(&admin, read_dtc()).await.json().await.unwrap();
+    let id = command["command_id"].as_str().unwrap().to_owned();
+    stack.wait_completed(&admin, &id).await;
+    let before: Value = stack.get(&admin, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
+
+    let rebuilt = stack.cli(&["projections", "rebuild", "commands"]).output().await.unwrap();
+    assert!(rebuilt.status.success(), "{}", String::from_utf8_lossy(&rebuilt.stderr));
+    let summary = String::from_utf8_lossy(&rebuilt.stdout);
+    assert!(summary.starts_with("commands: rebuilt from ") && summary.contains("switched over"), "{summary}");
+
+    let after: Value = stack.get(&admin, &format!("/api/v1/commands/{id}")).await.json().await.unwrap();
+    assert_eq!(after, before, "the rebuilt read model answers exactly as the old one did");
+    let entry: Value = stack
+        .wait_for(|| async {
+            let page: Value = stack.get(&admin, "/api/v1/audit?action=projection_rebuilt").await.json().await.ok()?;
+            page["entries"].get(0).cloned()
+        })
+        .await;
+    assert_eq!(entry["target"], "projection:commands", "{entry}");
+    assert!(entry["actor"].as_str().unwrap().starts_with("operator:"), "{entry}");
+    assert!(entry["details"]["rows"].as_u64().unwrap() >= 4, "{entry}");
+
+    let unknown = stack.cli(&["projections", "rebuild", "nonsense"]).output().await.unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("commands, vehicles, users, audit"));
 }

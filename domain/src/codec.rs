@@ -88,6 +88,7 @@ codec_table!(
     AccountLocked = 1,
     LoggedOut = 1,
     RefreshTokenReused = 1,
+    ProjectionRebuilt = 1,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {

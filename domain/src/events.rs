@@ -224,6 +224,21 @@ pub struct RefreshTokenReused {
     pub at: OffsetDateTime,
 }
 
+/// An operator rebuilt a read model from the log (`sovd projections rebuild`) and switched
+/// the API over to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectionRebuilt {
+    pub projection: String,
+    /// Events read from the log to build it.
+    pub events: u64,
+    /// Rows in its tables after the switch.
+    pub rows: u64,
+    /// `sovd_projections::digest` of its tables after the switch.
+    pub digest: String,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+}
+
 /// Every event the system records, in its current shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -251,6 +266,7 @@ pub enum Event {
     AccountLocked(AccountLocked),
     LoggedOut(LoggedOut),
     RefreshTokenReused(RefreshTokenReused),
+    ProjectionRebuilt(ProjectionRebuilt),
 }
 
 impl Event {

@@ -17,4 +17,4 @@ pub use envelope::{EventMeta, StoredEvent};
 pub use error::{AppendError, ReadError};
 pub use store::{AppendOptions, Appended, EventStore};
 pub use streams::{StreamName, ensure_streams};
-pub use subjects::Subject;
+pub use subjects::{OpsKind, Subject};

@@ -112,17 +112,43 @@ impl EventStore {
         self.js.get_stream_no_info(stream.as_str()).await.map_err(|e| ReadError::Unavailable(e.to_string()))
     }
 
+    /// The stream's last sequence (0 when it has never held a message).
+    pub async fn last_sequence(&self, stream: StreamName) -> Result<u64, ReadError> {
+        let mut handle = self
+            .js
+            .get_stream(stream.as_str())
+            .await
+            .map_err(|e| ReadError::Unavailable(format!("stream {}: {e}", stream.as_str())))?;
+        let info = handle.info().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
     /// Every event on the subjects matching `filter`, in stream order, up to the last one
     /// stored when the call started.
     pub async fn read_filtered(&self, stream: StreamName, filter: &str) -> Result<Vec<StoredEvent>, ReadError> {
         let Some(last) = self.last_on_subject(stream, filter).await? else {
             return Ok(Vec::new());
         };
-        let mut messages = self.ordered(stream, filter, 1).await?;
+        self.read_range(stream, filter, 1, last.stream_sequence).await
+    }
+
+    /// The events on the subjects matching `filter` with sequences from `from` through `to`.
+    /// `to` must be a sequence the filter matches (or the stream's last), or this waits for it.
+    pub async fn read_range(
+        &self,
+        stream: StreamName,
+        filter: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<StoredEvent>, ReadError> {
         let mut events = Vec::new();
+        if from > to {
+            return Ok(events);
+        }
+        let mut messages = self.ordered(stream, filter, from).await?;
         while let Some(stored) = messages.next().await {
             let stored = stored?;
-            let done = stored.stream_sequence >= last.stream_sequence;
+            let done = stored.stream_sequence >= to;
             events.push(stored);
             if done {
                 break;

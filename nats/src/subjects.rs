@@ -46,6 +46,11 @@ impl Subject {
         Self { stream: StreamName::Iam, value: "sovd.iam.unknown.sessions".to_owned() }
     }
 
+    /// What operators did (rebuilds, backups, restores): `sovd.ops.<kind>`.
+    pub fn ops(kind: OpsKind) -> Self {
+        Self { stream: StreamName::Ops, value: format!("sovd.ops.{}", kind.as_str()) }
+    }
+
     pub fn stream(&self) -> StreamName {
         self.stream
     }
@@ -73,6 +78,20 @@ impl Subject {
 impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.value)
+    }
+}
+
+/// The kinds of operator action on SOVD_OPS, one subject each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpsKind {
+    Projections,
+}
+
+impl OpsKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Projections => "projections",
+        }
     }
 }
 

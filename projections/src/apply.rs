@@ -29,12 +29,18 @@ impl Projection {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn streams(&self) -> &'static [StreamName] {
         match self {
             Self::Commands => &[StreamName::Commands, StreamName::Responses],
             Self::Vehicles => &[StreamName::Fleet],
             Self::Users => &[StreamName::Iam],
-            Self::Audit => &[StreamName::Commands, StreamName::Responses, StreamName::Fleet, StreamName::Iam],
+            Self::Audit => {
+                &[StreamName::Commands, StreamName::Responses, StreamName::Fleet, StreamName::Iam, StreamName::Ops]
+            }
         }
     }
 

@@ -87,6 +87,13 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
             Some(e.vin.to_string()),
             json!({"state": e.state, "connector": e.connector}),
         ),
+        Event::ProjectionRebuilt(e) => (
+            "projection_rebuilt",
+            format!("projection:{}", e.projection),
+            None,
+            json!({"events": e.events, "rows": e.rows, "digest": e.digest,
+                   "seconds": (e.finished_at - e.started_at).as_seconds_f64()}),
+        ),
         Event::CommandDispatched(_)
         | Event::ResponseChunk(_)
         | Event::VehicleConnected(_)
@@ -99,6 +106,13 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
 /// `user:<uuid>` actors point at a user; others (`system`, `connector:<name>`) do not.
 fn actor_user(actor: &str) -> Option<Uuid> {
     actor.strip_prefix("user:").and_then(|id| Uuid::parse_str(id).ok())
+}
+
+/// Holds the chain for the rest of the transaction. One chain: audit batches from every
+/// stream and every projector process take turns.
+pub async fn lock_chain(conn: &mut PgConnection) -> Result<(), ProjectionError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(conn).await?;
+    Ok(())
 }
 
 /// Which stream an event came from, by its subject.
@@ -164,8 +178,7 @@ impl AuditRows {
         if self.is_empty() {
             return Ok(());
         }
-        // One chain: audit batches from every stream and every projector process take turns.
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CHAIN_LOCK).execute(&mut *conn).await?;
+        lock_chain(conn).await?;
         self.bind(sqlx::query(
             "WITH head AS (SELECT COALESCE((SELECT row_hash FROM audit_log ORDER BY id DESC LIMIT 1), '') AS hash),
              input AS (

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod digest;
 pub mod error;
 pub mod queries;
+pub mod rebuild;
 pub mod status;
 #[cfg(feature = "testing")]
 pub mod testing;

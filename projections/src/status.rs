@@ -2,7 +2,7 @@
 //! `sovd projections status` prints it and `/metrics` exports it; the rate of the checkpoint
 //! is the apply rate, because every projection reads every subject of its streams.
 
-use sovd_nats::{EventStore, ReadError, StreamName};
+use sovd_nats::{EventStore, StreamName};
 
 use crate::ProjectionError;
 use crate::apply::{Projection, checkpoint};
@@ -28,13 +28,7 @@ impl Progress {
 pub async fn progress(pool: &sqlx::PgPool, store: &EventStore) -> Result<Vec<Progress>, ProjectionError> {
     let mut last = std::collections::HashMap::new();
     for stream in StreamName::ALL {
-        let mut handle = store
-            .jetstream()
-            .get_stream(stream.as_str())
-            .await
-            .map_err(|e| ReadError::Unavailable(format!("stream {}: {e}", stream.as_str())))?;
-        let info = handle.info().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-        last.insert(stream, info.state.last_sequence);
+        last.insert(stream, store.last_sequence(stream).await?);
     }
     let mut out = Vec::new();
     for projection in Projection::ALL {

@@ -29,17 +29,39 @@ pub struct ProjectionWorker {
     events: Option<EventStream>,
     batch_size: usize,
     idle_wait: Duration,
+    /// The last sequence this worker applied (0 = none yet).
+    position: u64,
 }
 
 impl ProjectionWorker {
     pub fn new(pool: sqlx::PgPool, store: EventStore, projection: Projection, stream: StreamName) -> Self {
-        Self { pool, store, projection, stream, events: None, batch_size: 1000, idle_wait: Duration::from_millis(500) }
+        Self {
+            pool,
+            store,
+            projection,
+            stream,
+            events: None,
+            batch_size: 1000,
+            idle_wait: Duration::from_millis(500),
+            position: 0,
+        }
     }
 
     /// How long one step waits for a first event before it reports `Idle`.
     pub fn with_idle_wait(mut self, idle_wait: Duration) -> Self {
         self.idle_wait = idle_wait;
         self
+    }
+
+    /// Events per transaction at most.
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// The last stream sequence this worker applied, 0 before its first batch.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     pub fn name(&self) -> String {
@@ -84,6 +106,7 @@ impl ProjectionWorker {
             }
         }
         apply_batch(&self.pool, self.projection, self.stream, &batch).await?;
+        self.position = batch.iter().map(|e| e.stream_sequence).max().unwrap_or(self.position);
         Ok(Outcome::Processed(batch.len()))
     }
 
