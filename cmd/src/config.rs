@@ -61,6 +61,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// The read models: how far each projection has got.
     Projections(ProjectionsArgs),
+    /// The event log for analysts: filtered, as JSON Lines or CSV, optionally followed live,
+    /// or every command's state at a moment (--as-of).
+    Replay(crate::replay_cli::ReplayArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,8 @@ pub mod gateway;
 pub mod metrics;
 pub mod progress;
 pub mod projections_cli;
+pub mod replay;
+pub mod replay_cli;
 pub mod run;
 pub mod seed;
 pub mod user_cli;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use sovd::config::{self, Cli, Command, LogFormat};
-use sovd::{audit_cli, bench, metrics, projections_cli, run, seed, user_cli, watch};
+use sovd::{audit_cli, bench, metrics, projections_cli, replay_cli, run, seed, user_cli, watch};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -25,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulator(args) => run::run_simulator(args).await,
         Command::Audit(args) => audit_cli::run(args).await,
         Command::Projections(args) => projections_cli::run(args).await,
+        Command::Replay(args) => replay_cli::run(args).await,
         Command::Dev(args) => dev(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();

@@ -3,7 +3,7 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use sovd_domain::{CodecError, Event};
+use sovd_domain::{CodecError, Event, EventKind};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
@@ -62,6 +62,12 @@ pub struct StoredEvent {
 
 pub fn encode(event: &Event, meta: &EventMeta) -> Result<(HeaderMap, Bytes), CodecError> {
     let kind = event.kind();
+    Ok((headers(kind, meta)?, Bytes::from(event.encode()?)))
+}
+
+/// The headers of an event of `kind`. Tools that write a payload they encoded themselves (an
+/// older schema version, in tests of the upcasters) use this with it.
+pub fn headers(kind: EventKind, meta: &EventMeta) -> Result<HeaderMap, CodecError> {
     let mut headers = HeaderMap::new();
     headers.insert(EVENT_TYPE, kind.event_type);
     headers.insert(SCHEMA_VERSION, kind.version.to_string().as_str());
@@ -79,11 +85,16 @@ pub fn encode(event: &Event, meta: &EventMeta) -> Result<(HeaderMap, Bytes), Cod
     if let Some(traceparent) = &meta.traceparent {
         headers.insert(TRACEPARENT, traceparent.as_str());
     }
-    Ok((headers, Bytes::from(event.encode()?)))
+    Ok(headers)
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).map(|v| v.as_str())
+}
+
+/// The schema version an event was written in, from its headers.
+pub fn stored_version(headers: Option<&HeaderMap>) -> Option<u16> {
+    headers.and_then(|h| header(h, SCHEMA_VERSION)).and_then(|v| v.parse().ok())
 }
 
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<(EventMeta, Event), CodecError> {

@@ -15,6 +15,6 @@ pub mod testing;
 
 pub use envelope::{EventMeta, StoredEvent};
 pub use error::{AppendError, ReadError};
-pub use store::{AppendOptions, Appended, EventStore};
+pub use store::{AppendOptions, Appended, EventStore, Start, Tail, TailEvent};
 pub use streams::{StreamName, ensure_streams};
 pub use subjects::{OpsKind, Subject};

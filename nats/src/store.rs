@@ -193,6 +193,70 @@ impl EventStore {
     }
 }
 
+/// Where a [`EventStore::tail`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Sequence(u64),
+    /// The first event the server stored at or after this time.
+    Time(time::OffsetDateTime),
+}
+
+/// An event as a reader of the whole log sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailEvent {
+    pub stored: StoredEvent,
+    /// The schema version it was written in (the event itself is upcast to the current one).
+    pub schema_version: u16,
+    /// Matching events behind this one at the moment it was delivered.
+    pub pending: u64,
+}
+
+/// An ordered read for analysts and tools: how many matching events there were when it
+/// opened, and the events, which keep coming as new ones are appended.
+pub struct Tail {
+    pub pending: u64,
+    pub events: std::pin::Pin<Box<dyn futures::Stream<Item = Result<TailEvent, ReadError>> + Send>>,
+}
+
+impl EventStore {
+    /// Every event on the subjects matching `filter` from `start` on, live.
+    pub async fn tail(&self, stream: StreamName, filter: &str, start: Start) -> Result<Tail, ReadError> {
+        let unavailable = |e: &dyn std::fmt::Display| ReadError::Unavailable(e.to_string());
+        let handle = self.stream_handle(stream).await?;
+        let deliver_policy = match start {
+            Start::Sequence(start_sequence) if start_sequence > 1 => {
+                consumer::DeliverPolicy::ByStartSequence { start_sequence }
+            }
+            Start::Sequence(_) => consumer::DeliverPolicy::All,
+            Start::Time(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
+        };
+        let mut consumer = handle
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: filter.to_owned(),
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let pending = consumer.info().await.map_err(|e| unavailable(&e))?.num_pending;
+        let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
+        let stream_name = stream.as_str();
+        let events = messages.map(move |message| {
+            let message = message.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+            let (sequence, pending) = message.info().map(|i| (i.stream_sequence, i.pending)).unwrap_or_default();
+            let undecodable =
+                |reason: String| ReadError::Undecodable { stream: stream_name.to_owned(), sequence, reason };
+            let schema_version = envelope::stored_version(message.headers.as_ref())
+                .ok_or_else(|| undecodable("missing Sovd-Schema-Version header".into()))?;
+            let (meta, event) =
+                envelope::decode(message.headers.as_ref(), &message.payload).map_err(|e| undecodable(e.to_string()))?;
+            let stored = StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event };
+            Ok(TailEvent { stored, schema_version, pending })
+        });
+        Ok(Tail { pending, events: Box::pin(events) })
+    }
+}
+
 /// A direct get's answer as a stored event; "no message" is `None`.
 fn decode_direct(
     stream: StreamName,

@@ -28,6 +28,25 @@ impl StreamName {
         }
     }
 
+    /// The stream an event subject belongs to (`sovd.cmd.…` is SOVD_COMMANDS).
+    pub fn of_subject(subject: &str) -> Option<Self> {
+        match subject.split('.').nth(1)? {
+            "cmd" => Some(Self::Commands),
+            "rsp" => Some(Self::Responses),
+            "veh" => Some(Self::Fleet),
+            "iam" => Some(Self::Iam),
+            "ops" => Some(Self::Ops),
+            _ => None,
+        }
+    }
+
+    /// By its short name (`commands`) or its stream name (`SOVD_COMMANDS`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(name) || s.as_str()["SOVD_".len()..].eq_ignore_ascii_case(name))
+    }
+
     pub fn subjects(&self) -> &'static str {
         match self {
             Self::Commands => "sovd.cmd.>",

@@ -117,13 +117,7 @@ pub async fn lock_chain(conn: &mut PgConnection) -> Result<(), ProjectionError> 
 
 /// Which stream an event came from, by its subject.
 fn stream_of(subject: &str) -> &'static str {
-    subject.split('.').nth(1).map_or("?", |kind| match kind {
-        "cmd" => "SOVD_COMMANDS",
-        "rsp" => "SOVD_RESPONSES",
-        "veh" => "SOVD_FLEET",
-        "iam" => "SOVD_IAM",
-        _ => "SOVD_OPS",
-    })
+    sovd_nats::StreamName::of_subject(subject).map_or("?", |s| s.as_str())
 }
 
 /// A batch of audit rows as column arrays, in stream order.

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod commands;
 pub mod csv;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod jwt;
@@ -70,6 +71,7 @@ pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
         .route("/commands/{command_id}/responses", get(commands::responses))
         .route("/commands/{command_id}/cancel", post(commands::cancel))
         .route("/audit", get(audit::list))
+        .route("/events", get(events::list))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{user_id}", patch(users::update))
         .route("/users/{user_id}/reset-password", post(users::reset_password));

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{audit, auth, commands, health, users, vehicles};
+use super::{audit, auth, commands, events, health, users, vehicles};
 use sovd_projections::queries::{AuditEntry, CommandView, ResponseView, Stats, UserView, VehicleView};
 
 /// Every error: `{"error": {...}}`.
@@ -184,7 +184,7 @@ impl Modify for BearerAuth {
         commands::operations, commands::stats,
         vehicles::list, vehicles::get, vehicles::status,
         commands::submit, commands::list, commands::get, commands::responses, commands::cancel,
-        audit::list,
+        audit::list, events::list,
         users::list, users::create, users::update, users::reset_password,
         health::live, health::ready,
     ),
