@@ -14,7 +14,11 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// The read side against a large log instead of the API round trip.
+    #[command(subcommand)]
+    pub log: Option<crate::bench_log::LogBench>,
     /// Base URL of a running gateway.
     #[arg(long, env = "SOVD_BENCH_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -119,6 +123,9 @@ async fn client(shared: Arc<Shared>) -> Histogram<u64> {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(log) = args.log {
+        return crate::bench_log::run(log).await;
+    }
     let base = args.url.trim_end_matches('/').to_owned();
     let ws_base = base.replacen("http", "ws", 1);
     let http = reqwest::Client::builder().pool_max_idle_per_host(args.clients).build()?;

@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod audit_cli;
 pub mod bench;
+pub mod bench_log;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
