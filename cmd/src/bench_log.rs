@@ -133,7 +133,7 @@ async fn ensure_log(store: &EventStore, wanted: u64) -> anyhow::Result<u64> {
                 }
             }
         }
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             progress.set(sent, commands * 4);
         }
     }
@@ -253,7 +253,7 @@ async fn replay(store: &EventStore, events: u64) -> anyhow::Result<()> {
     while let Some(event) = replay.next().await {
         out.write_all(record::json_line(&event?).as_bytes()).await?;
         written += 1;
-        if written % 10_000 == 0 {
+        if written.is_multiple_of(10_000) {
             progress.set(written, replay.total);
         }
     }
@@ -279,7 +279,7 @@ async fn replay(store: &EventStore, events: u64) -> anyhow::Result<()> {
         while let Some(message) = messages.next().await {
             let message = message?;
             counted += 1;
-            if counted % 10_000 == 0 {
+            if counted.is_multiple_of(10_000) {
                 bare.set(counted, events);
             }
             if message.info().map_err(|e| anyhow::anyhow!("{e}"))?.pending == 0 {
