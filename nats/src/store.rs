@@ -165,32 +165,50 @@ impl EventStore {
         filter: &str,
         start_sequence: u64,
     ) -> Result<impl futures::Stream<Item = Result<StoredEvent, ReadError>> + use<>, ReadError> {
-        let unavailable = |e: &dyn std::fmt::Display| ReadError::Unavailable(e.to_string());
-        let handle = self.stream_handle(stream).await?;
-        let deliver_policy = if start_sequence <= 1 {
-            consumer::DeliverPolicy::All
-        } else {
-            consumer::DeliverPolicy::ByStartSequence { start_sequence }
+        let consumer = self.ordered_consumer(stream, filter, Start::Sequence(start_sequence)).await?;
+        let messages = consumer.messages().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        Ok(messages.map(move |message| decode_message(stream, message).map(|tail| tail.stored)))
+    }
+
+    async fn ordered_consumer(
+        &self,
+        stream: StreamName,
+        filter: &str,
+        start: Start,
+    ) -> Result<consumer::Consumer<consumer::pull::OrderedConfig>, ReadError> {
+        let deliver_policy = match start {
+            Start::Sequence(start_sequence) if start_sequence > 1 => {
+                consumer::DeliverPolicy::ByStartSequence { start_sequence }
+            }
+            Start::Sequence(_) => consumer::DeliverPolicy::All,
+            Start::Time(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
         };
-        let consumer = handle
+        self.stream_handle(stream)
+            .await?
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: filter.to_owned(),
                 deliver_policy,
                 ..Default::default()
             })
             .await
-            .map_err(|e| unavailable(&e))?;
-        let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        let stream_name = stream.as_str();
-        Ok(messages.map(move |message| {
-            let message = message.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-            let sequence = message.info().map(|i| i.stream_sequence).unwrap_or_default();
-            let (meta, event) = envelope::decode(message.headers.as_ref(), &message.payload).map_err(|e| {
-                ReadError::Undecodable { stream: stream_name.to_owned(), sequence, reason: e.to_string() }
-            })?;
-            Ok(StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event })
-        }))
+            .map_err(|e| ReadError::Unavailable(e.to_string()))
     }
+}
+
+/// A consumer's message as an event, with the version it was stored in and what is pending.
+fn decode_message(
+    stream: StreamName,
+    message: Result<jetstream::Message, consumer::pull::OrderedError>,
+) -> Result<TailEvent, ReadError> {
+    let message = message.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+    let (sequence, pending) = message.info().map(|i| (i.stream_sequence, i.pending)).unwrap_or_default();
+    let undecodable = |reason: String| ReadError::Undecodable { stream: stream.as_str().to_owned(), sequence, reason };
+    let schema_version = envelope::stored_version(message.headers.as_ref())
+        .ok_or_else(|| undecodable("missing Sovd-Schema-Version header".into()))?;
+    let (meta, event) =
+        envelope::decode(message.headers.as_ref(), &message.payload).map_err(|e| undecodable(e.to_string()))?;
+    let stored = StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event };
+    Ok(TailEvent { stored, schema_version, pending })
 }
 
 /// Where a [`EventStore::tail`] starts.
@@ -222,38 +240,10 @@ impl EventStore {
     /// Every event on the subjects matching `filter` from `start` on, live.
     pub async fn tail(&self, stream: StreamName, filter: &str, start: Start) -> Result<Tail, ReadError> {
         let unavailable = |e: &dyn std::fmt::Display| ReadError::Unavailable(e.to_string());
-        let handle = self.stream_handle(stream).await?;
-        let deliver_policy = match start {
-            Start::Sequence(start_sequence) if start_sequence > 1 => {
-                consumer::DeliverPolicy::ByStartSequence { start_sequence }
-            }
-            Start::Sequence(_) => consumer::DeliverPolicy::All,
-            Start::Time(start_time) => consumer::DeliverPolicy::ByStartTime { start_time },
-        };
-        let mut consumer = handle
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: filter.to_owned(),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let mut consumer = self.ordered_consumer(stream, filter, start).await?;
         let pending = consumer.info().await.map_err(|e| unavailable(&e))?.num_pending;
         let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        let stream_name = stream.as_str();
-        let events = messages.map(move |message| {
-            let message = message.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-            let (sequence, pending) = message.info().map(|i| (i.stream_sequence, i.pending)).unwrap_or_default();
-            let undecodable =
-                |reason: String| ReadError::Undecodable { stream: stream_name.to_owned(), sequence, reason };
-            let schema_version = envelope::stored_version(message.headers.as_ref())
-                .ok_or_else(|| undecodable("missing Sovd-Schema-Version header".into()))?;
-            let (meta, event) =
-                envelope::decode(message.headers.as_ref(), &message.payload).map_err(|e| undecodable(e.to_string()))?;
-            let stored = StoredEvent { stream_sequence: sequence, subject: message.subject.to_string(), meta, event };
-            Ok(TailEvent { stored, schema_version, pending })
-        });
-        Ok(Tail { pending, events: Box::pin(events) })
+        Ok(Tail { pending, events: Box::pin(messages.map(move |message| decode_message(stream, message))) })
     }
 }
 

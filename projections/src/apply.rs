@@ -95,8 +95,8 @@ pub async fn set_checkpoint(
 }
 
 /// The last sequence of `stream` applied to `projection` (0 = nothing yet).
-pub async fn checkpoint(
-    pool: &sqlx::PgPool,
+pub async fn checkpoint<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     projection: Projection,
     stream: StreamName,
 ) -> Result<u64, ProjectionError> {
@@ -104,7 +104,7 @@ pub async fn checkpoint(
         sqlx::query_as("SELECT last_sequence FROM projection_checkpoints WHERE projection = $1 AND stream = $2")
             .bind(projection.name())
             .bind(stream.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(db)
             .await?;
     Ok(row.map_or(0, |(seq,)| u64::try_from(seq).unwrap_or(0)))
 }

@@ -181,47 +181,29 @@ impl CommandRows {
     pub async fn insert_plain(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         let mut c = Columns::default();
         for id in &self.order {
-            let status = self.statuses.get(id);
-            c.push(self.requests.get(id), status);
-            c.command_id.push(*id);
+            c.push(*id, self.requests.get(id), self.statuses.get(id));
         }
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO commands (command_id, user_id, vehicle_id, vin, command_name, command_params, correlation_id,
                                    submitted_at, status, status_rank, error_message, completed_at, attempts,
                                    negative_response)
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
                                   $8::timestamptz[], $9::text[], $10::int2[], $11::text[], $12::timestamptz[],
                                   $13::int4[], $14::jsonb[])",
-        )
-        .bind(&c.command_id)
-        .bind(&c.user_id)
-        .bind(&c.vehicle_id)
-        .bind(&c.vin)
-        .bind(&c.command_name)
-        .bind(&c.command_params)
-        .bind(&c.correlation_id)
-        .bind(&c.submitted_at)
-        .bind(&c.status)
-        .bind(&c.status_rank)
-        .bind(&c.error_message)
-        .bind(&c.completed_at)
-        .bind(&c.attempts)
-        .bind(&c.negative_response)
-        .execute(&mut *conn)
-        .await?;
+        );
+        c.bind_statuses(c.bind_requests(query)).execute(&mut *conn).await?;
         self.write_chunks(conn, "").await
     }
 
     async fn write_requests(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         let mut c = Columns::default();
         for id in self.order.iter().filter(|id| self.requests.contains_key(id)) {
-            c.push(self.requests.get(id), None);
-            c.command_id.push(*id);
+            c.push(*id, self.requests.get(id), None);
         }
         if c.command_id.is_empty() {
             return Ok(());
         }
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO commands (command_id, user_id, vehicle_id, vin, command_name, command_params, correlation_id,
                                    submitted_at, status, status_rank)
              SELECT *, 'pending', 0 FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
@@ -230,30 +212,20 @@ impl CommandRows {
                user_id = EXCLUDED.user_id, vehicle_id = EXCLUDED.vehicle_id, vin = EXCLUDED.vin,
                command_name = EXCLUDED.command_name, command_params = EXCLUDED.command_params,
                correlation_id = EXCLUDED.correlation_id, submitted_at = EXCLUDED.submitted_at",
-        )
-        .bind(&c.command_id)
-        .bind(&c.user_id)
-        .bind(&c.vehicle_id)
-        .bind(&c.vin)
-        .bind(&c.command_name)
-        .bind(&c.command_params)
-        .bind(&c.correlation_id)
-        .bind(&c.submitted_at)
-        .execute(conn)
-        .await?;
+        );
+        c.bind_requests(query).execute(conn).await?;
         Ok(())
     }
 
     async fn write_statuses(&self, conn: &mut PgConnection) -> Result<(), ProjectionError> {
         let mut c = Columns::default();
         for id in self.order.iter().filter(|id| self.statuses.contains_key(id)) {
-            c.push(None, self.statuses.get(id));
-            c.command_id.push(*id);
+            c.push(*id, None, self.statuses.get(id));
         }
         if c.command_id.is_empty() {
             return Ok(());
         }
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO commands (command_id, status, status_rank, error_message, completed_at, attempts,
                                    negative_response)
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int2[], $4::text[], $5::timestamptz[], $6::int4[],
@@ -267,16 +239,8 @@ impl CommandRows {
                status_rank = GREATEST(commands.status_rank, EXCLUDED.status_rank),
                attempts = GREATEST(commands.attempts, EXCLUDED.attempts),
                negative_response = COALESCE(commands.negative_response, EXCLUDED.negative_response)",
-        )
-        .bind(&c.command_id)
-        .bind(&c.status)
-        .bind(&c.status_rank)
-        .bind(&c.error_message)
-        .bind(&c.completed_at)
-        .bind(&c.attempts)
-        .bind(&c.negative_response)
-        .execute(conn)
-        .await?;
+        );
+        c.bind_statuses(query.bind(&c.command_id)).execute(conn).await?;
         Ok(())
     }
 
@@ -323,8 +287,11 @@ struct Columns {
     negative_response: Vec<Option<Value>>,
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 impl Columns {
-    fn push(&mut self, request: Option<&Request>, status: Option<&Status>) {
+    fn push(&mut self, id: Uuid, request: Option<&Request>, status: Option<&Status>) {
+        self.command_id.push(id);
         self.user_id.push(request.map(|r| r.user_id));
         self.vehicle_id.push(request.map(|r| r.vehicle_id));
         self.vin.push(request.map(|r| r.vin.clone()));
@@ -339,5 +306,29 @@ impl Columns {
         self.completed_at.push(status.and_then(|s| s.completed_at));
         self.attempts.push(status.map_or(0, |s| s.attempts));
         self.negative_response.push(status.and_then(|s| s.negative_response.clone()));
+    }
+
+    /// command_id and the request's columns, in table order: eight parameters.
+    fn bind_requests<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.command_id)
+            .bind(&self.user_id)
+            .bind(&self.vehicle_id)
+            .bind(&self.vin)
+            .bind(&self.command_name)
+            .bind(&self.command_params)
+            .bind(&self.correlation_id)
+            .bind(&self.submitted_at)
+    }
+
+    /// The status columns: six parameters.
+    fn bind_statuses<'q>(&'q self, query: Query<'q>) -> Query<'q> {
+        query
+            .bind(&self.status)
+            .bind(&self.status_rank)
+            .bind(&self.error_message)
+            .bind(&self.completed_at)
+            .bind(&self.attempts)
+            .bind(&self.negative_response)
     }
 }

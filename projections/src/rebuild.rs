@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 use crate::ProjectionError;
-use crate::apply::{Projection, apply_events, set_checkpoint};
+use crate::apply::{Projection, apply_events, checkpoint, set_checkpoint};
 use crate::worker::{Outcome, ProjectionWorker};
 
 /// What a finished rebuild did.
@@ -196,14 +196,8 @@ async fn catch_up_in(
     projection: Projection,
     stream: StreamName,
 ) -> Result<u64, ProjectionError> {
-    let (from,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(max(last_sequence), 0) FROM projection_checkpoints WHERE projection = $1 AND stream = $2",
-    )
-    .bind(projection.name())
-    .bind(stream.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    let from = u64::try_from(from).unwrap_or(0) + 1;
+    // The shadow's checkpoint: `projection_checkpoints` resolves to the shadow schema here.
+    let from = checkpoint(&mut *tx, projection, stream).await? + 1;
     let last = store.last_sequence(stream).await?;
     let events = store.read_range(stream, stream.subjects(), from, last).await?;
     for batch in events.chunks(2000) {

@@ -177,6 +177,12 @@ struct Request {
     user: UserId,
 }
 
+impl Request {
+    fn of(requested: &sovd_domain::events::CommandRequested) -> Self {
+        Self { operation: requested.operation.name().as_str().to_owned(), user: requested.user_id }
+    }
+}
+
 struct Source {
     tail: Tail,
     head: Option<TailEvent>,
@@ -308,7 +314,7 @@ impl Replay {
     /// The request of `id`: from the event itself, from an earlier one, or looked up once.
     async fn request(&mut self, id: CommandId, event: &Event) -> Result<Option<Request>, ReadError> {
         if let Event::CommandRequested(e) = event {
-            let request = Request { operation: e.operation.name().as_str().to_owned(), user: e.user_id };
+            let request = Request::of(e);
             self.requests.insert(id, Some(request.clone()));
             return Ok(Some(request));
         }
@@ -317,9 +323,7 @@ impl Replay {
         }
         let found = self.store.next_on_subject(StreamName::Commands, &format!("sovd.cmd.*.{id}"), 1).await?;
         let request = found.and_then(|stored| match stored.event {
-            Event::CommandRequested(e) => {
-                Some(Request { operation: e.operation.name().as_str().to_owned(), user: e.user_id })
-            }
+            Event::CommandRequested(e) => Some(Request::of(&e)),
             _ => None,
         });
         self.requests.insert(id, request.clone());
