@@ -23,6 +23,23 @@ impl FromStr for Secret {
     }
 }
 
+/// A credential of any length (an S3 secret key): parsed like a string, never printed.
+#[derive(Clone)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl FromStr for Redacted {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "sovd", version, about = "Cloud-to-vehicle diagnostics on an event log")]
 pub struct Cli {
@@ -64,6 +81,13 @@ pub enum Command {
     /// The event log for analysts: filtered, as JSON Lines or CSV, optionally followed live,
     /// or every command's state at a moment (--as-of).
     Replay(crate::replay_cli::ReplayArgs),
+    /// Snapshot every stream into object storage (a manifest with checksums); keeps the last N.
+    Backup(crate::dr::cli::BackupArgs),
+    /// Ship new events of every stream to object storage as they arrive (part of `sovd dev`).
+    Archive(crate::dr::cli::ArchiveArgs),
+    /// Bring the streams back from the latest backup and the archive (optionally up to a
+    /// point in time), then rebuild every read model.
+    Restore(crate::dr::cli::RestoreArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -233,6 +257,13 @@ pub struct DevArgs {
     pub gateway: GatewayArgs,
     #[command(flatten)]
     pub connector: ConnectorOptions,
+    #[command(flatten)]
+    pub storage: crate::dr::storage::StorageArgs,
+    #[command(flatten)]
+    pub archive: crate::dr::cli::ArchiveOptions,
+    /// Do not run the archive in this process.
+    #[arg(long, env = "SOVD_NO_ARCHIVE")]
+    pub no_archive: bool,
 }
 
 #[derive(Debug, Clone, Args)]

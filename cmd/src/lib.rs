@@ -5,6 +5,7 @@ pub mod audit_cli;
 pub mod bench;
 pub mod bench_log;
 pub mod config;
+pub mod dr;
 pub mod gateway;
 pub mod metrics;
 pub mod progress;

@@ -1,8 +1,8 @@
-//! sovd: the one binary. `sovd dev | gateway | connector | projector | bench`.
+//! sovd: the one binary. `sovd dev | gateway | connector | projector | bench | backup | archive | restore …`.
 
 use clap::Parser;
 use sovd::config::{self, Cli, Command, LogFormat};
-use sovd::{audit_cli, bench, metrics, projections_cli, replay_cli, run, seed, user_cli, watch};
+use sovd::{audit_cli, bench, dr, metrics, projections_cli, replay_cli, run, seed, user_cli, watch};
 use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: LogFormat) {
@@ -27,6 +27,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Projections(args) => projections_cli::run(args).await,
         Command::Replay(args) => replay_cli::run(args).await,
         Command::Dev(args) => dev(args).await,
+        Command::Backup(args) => dr::cli::run_backup(args).await,
+        Command::Archive(args) => dr::cli::run_archive(args).await,
+        Command::Restore(args) => dr::cli::run_restore(args).await,
         Command::Gateway(args) => {
             let (_stop, shutdown) = run::shutdown_signal();
             let settings = run::GatewaySettings::from_args(&args, false)?;
@@ -66,6 +69,16 @@ async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     let metrics = metrics::Metrics::new()?;
     let projector = run::spawn_projector(&deps, &shutdown);
     let (connector, _) = run::spawn_connector(&deps.store, &args.connector, &metrics, &shutdown).await?;
+    if !args.no_archive {
+        let storage = dr::storage::Storage::open(&args.storage)?;
+        tracing::info!(location = storage.location(), "archiving every stream");
+        let (store, settings, shutdown) = (deps.store.clone(), args.archive.settings(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = dr::archive::run(store, storage, settings, shutdown).await {
+                tracing::error!(error = format!("{error:#}"), "the archive stopped");
+            }
+        });
+    }
     let served = run::serve_gateway(&deps, listener, settings, metrics, shutdown).await;
     for task in projector {
         let _ = task.await;

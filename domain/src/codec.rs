@@ -89,6 +89,10 @@ codec_table!(
     LoggedOut = 1,
     RefreshTokenReused = 1,
     ProjectionRebuilt = 1,
+    BackupCompleted = 1,
+    BackupFailed = 1,
+    ArchiveFailed = 1,
+    RestoreCompleted = 1,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {

@@ -239,6 +239,58 @@ pub struct ProjectionRebuilt {
     pub finished_at: OffsetDateTime,
 }
 
+/// `sovd backup` stored a snapshot of every stream, with its manifest, in object storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCompleted {
+    pub backup_id: String,
+    /// The object store location, without credentials.
+    pub location: String,
+    pub streams: u32,
+    /// Messages in the snapshots.
+    pub messages: u64,
+    /// Bytes written to object storage.
+    pub bytes: u64,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+}
+
+/// `sovd backup` did not finish; nothing it wrote counts as a backup (it has no manifest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFailed {
+    pub location: String,
+    pub error: String,
+    pub at: OffsetDateTime,
+}
+
+/// The archive could not ship a stream's new events; it keeps trying from its checkpoint.
+/// Recorded once when failures start, not for every retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveFailed {
+    pub stream: String,
+    pub location: String,
+    pub error: String,
+    pub at: OffsetDateTime,
+}
+
+/// `sovd restore` brought the streams back from a backup and the archive, and rebuilt the
+/// read models from them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreCompleted {
+    pub backup_id: String,
+    pub location: String,
+    /// The point in time or sequences asked for (`--until`), if any.
+    pub until: Option<String>,
+    pub streams: u32,
+    /// Messages in the restored streams.
+    pub messages: u64,
+    /// Archive segments applied after the snapshots.
+    pub segments: u64,
+    /// `projection=digest` for every read model rebuilt.
+    pub digests: Vec<String>,
+    pub started_at: OffsetDateTime,
+    pub finished_at: OffsetDateTime,
+}
+
 /// Every event the system records, in its current shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -267,6 +319,10 @@ pub enum Event {
     LoggedOut(LoggedOut),
     RefreshTokenReused(RefreshTokenReused),
     ProjectionRebuilt(ProjectionRebuilt),
+    BackupCompleted(BackupCompleted),
+    BackupFailed(BackupFailed),
+    ArchiveFailed(ArchiveFailed),
+    RestoreCompleted(RestoreCompleted),
 }
 
 impl Event {

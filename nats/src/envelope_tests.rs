@@ -200,6 +200,52 @@ fn iam_event() -> impl Strategy<Value = Event> {
     ]
 }
 
+/// The operators' events on SOVD_OPS.
+fn ops_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        (".{0,30}", ".{0,60}", any::<u32>(), any::<u64>(), any::<u64>(), timestamp(), timestamp()).prop_map(
+            |(backup_id, location, streams, messages, bytes, started_at, finished_at)| {
+                Event::BackupCompleted(BackupCompleted {
+                    backup_id,
+                    location,
+                    streams,
+                    messages,
+                    bytes,
+                    started_at,
+                    finished_at,
+                })
+            }
+        ),
+        (".{0,60}", ".{0,80}", timestamp()).prop_map(|(location, error, at)| Event::BackupFailed(BackupFailed {
+            location,
+            error,
+            at
+        })),
+        ("[A-Z_]{1,20}", ".{0,60}", ".{0,80}", timestamp()).prop_map(|(stream, location, error, at)| {
+            Event::ArchiveFailed(ArchiveFailed { stream, location, error, at })
+        }),
+        (
+            (".{0,30}", ".{0,60}", proptest::option::of(".{0,30}"), any::<u32>()),
+            (any::<u64>(), any::<u64>(), proptest::collection::vec(".{0,40}", 0..5), timestamp(), timestamp())
+        )
+            .prop_map(
+                |((backup_id, location, until, streams), (messages, segments, digests, started_at, finished_at))| {
+                    Event::RestoreCompleted(RestoreCompleted {
+                        backup_id,
+                        location,
+                        until,
+                        streams,
+                        messages,
+                        segments,
+                        digests,
+                        started_at,
+                        finished_at,
+                    })
+                }
+            ),
+    ]
+}
+
 fn meta() -> impl Strategy<Value = EventMeta> {
     (uuid(), "[ -~]{0,40}", proptest::option::of("[ -~]{1,40}"), "[a-z:0-9-]{1,30}", timestamp(), any::<bool>())
         .prop_map(|(event_id, correlation_id, causation_id, actor, occurred_at, traced)| EventMeta {
@@ -214,7 +260,7 @@ fn meta() -> impl Strategy<Value = EventMeta> {
 
 proptest! {
     #[test]
-    fn every_event_round_trips_through_the_envelope(event in prop_oneof![event(), iam_event()], meta in meta()) {
+    fn every_event_round_trips_through_the_envelope(event in prop_oneof![event(), iam_event(), ops_event()], meta in meta()) {
         let (headers, payload) = encode(&event, &meta).unwrap();
         let (meta_back, event_back) = decode(Some(&headers), &payload).unwrap();
         prop_assert_eq!(event_back, event);

@@ -24,6 +24,9 @@ pub enum Bucket {
     /// `<vin>` -> the vehicle's low watermark on SOVD_COMMANDS: every command requested for it
     /// at or below that sequence has ended (see docs/adr/005-one-command-per-vehicle.md).
     VehicleLanes,
+    /// `<stream>` -> how far `sovd archive` has shipped it (JSON). Read by `/metrics` for the
+    /// archive lag; the archive itself is the truth, so this bucket is not backed up.
+    Archive,
 }
 
 impl Bucket {
@@ -44,6 +47,7 @@ impl Bucket {
             Self::Usernames => "sovd_usernames",
             Self::Idempotency => "sovd_idempotency",
             Self::VehicleLanes => "sovd_vehicle_lanes",
+            Self::Archive => "sovd_archive",
         }
     }
 
@@ -55,8 +59,13 @@ impl Bucket {
             Self::Lockouts | Self::Idempotency => DAY,
             // A lost watermark is only slower (the next command scans from the start), but
             // keeping it costs one small entry per vehicle.
-            Self::Usernames | Self::VehicleLanes => Duration::ZERO,
+            Self::Usernames | Self::VehicleLanes | Self::Archive => Duration::ZERO,
         }
+    }
+
+    /// The stream that holds the bucket.
+    pub fn stream_name(&self) -> String {
+        format!("KV_{}", self.name())
     }
 
     pub fn config(&self, replicas: usize) -> kv::Config {

@@ -7,6 +7,7 @@
 pub mod envelope;
 pub mod error;
 pub mod kv;
+pub mod raw;
 pub mod snapshot;
 pub mod store;
 pub mod streams;

@@ -85,12 +85,21 @@ impl fmt::Display for Subject {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpsKind {
     Projections,
+    /// Completed backups only, so the last one is one direct get away.
+    Backup,
+    BackupFailure,
+    Archive,
+    Restore,
 }
 
 impl OpsKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Projections => "projections",
+            Self::Backup => "backup",
+            Self::BackupFailure => "backup-failure",
+            Self::Archive => "archive",
+            Self::Restore => "restore",
         }
     }
 }

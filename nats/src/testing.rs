@@ -71,6 +71,15 @@ impl NatsServer {
         self.wait_until_up().await;
     }
 
+    /// Loses everything: SIGKILL, the store directory deleted, then an empty server on the
+    /// same port (a disaster drill).
+    pub async fn lose_data(&mut self) {
+        self.kill();
+        let store = self.dir.join("js");
+        std::fs::remove_dir_all(&store).unwrap_or_else(|e| panic!("cannot delete {}: {e}", store.display()));
+        self.restart().await;
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }

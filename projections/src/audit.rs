@@ -94,6 +94,27 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
             json!({"events": e.events, "rows": e.rows, "digest": e.digest,
                    "seconds": (e.finished_at - e.started_at).as_seconds_f64()}),
         ),
+        Event::BackupCompleted(e) => (
+            "backup_completed",
+            format!("backup:{}", e.backup_id),
+            None,
+            json!({"location": e.location, "streams": e.streams, "messages": e.messages, "bytes": e.bytes,
+                   "seconds": (e.finished_at - e.started_at).as_seconds_f64()}),
+        ),
+        Event::BackupFailed(e) => {
+            ("backup_failed", "backup".to_owned(), None, json!({"location": e.location, "error": e.error}))
+        }
+        Event::ArchiveFailed(e) => {
+            ("archive_failed", format!("stream:{}", e.stream), None, json!({"location": e.location, "error": e.error}))
+        }
+        Event::RestoreCompleted(e) => (
+            "restore_completed",
+            format!("backup:{}", e.backup_id),
+            None,
+            json!({"location": e.location, "until": e.until, "streams": e.streams, "messages": e.messages,
+                   "segments": e.segments, "digests": e.digests,
+                   "seconds": (e.finished_at - e.started_at).as_seconds_f64()}),
+        ),
         Event::CommandDispatched(_)
         | Event::ResponseChunk(_)
         | Event::VehicleConnected(_)

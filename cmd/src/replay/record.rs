@@ -150,5 +150,18 @@ pub fn data(event: &Event) -> Value {
             "projection": e.projection, "events": e.events, "rows": e.rows, "digest": e.digest,
             "started_at": t(e.started_at), "finished_at": t(e.finished_at),
         }),
+        Event::BackupCompleted(e) => json!({
+            "backup_id": e.backup_id, "location": e.location, "streams": e.streams, "messages": e.messages,
+            "bytes": e.bytes, "started_at": t(e.started_at), "finished_at": t(e.finished_at),
+        }),
+        Event::BackupFailed(e) => json!({"location": e.location, "error": e.error, "at": t(e.at)}),
+        Event::ArchiveFailed(e) => {
+            json!({"stream": e.stream, "location": e.location, "error": e.error, "at": t(e.at)})
+        }
+        Event::RestoreCompleted(e) => json!({
+            "backup_id": e.backup_id, "location": e.location, "until": e.until, "streams": e.streams,
+            "messages": e.messages, "segments": e.segments, "digests": e.digests,
+            "started_at": t(e.started_at), "finished_at": t(e.finished_at),
+        }),
     }
 }

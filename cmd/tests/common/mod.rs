@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod proxy;
+pub mod s3;
 
 use std::time::{Duration, Instant};
 
@@ -144,6 +145,33 @@ impl Stack {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sovd"));
         command.args(args).env("SOVD_NATS_URL", self.nats.url()).env("SOVD_DATABASE_URL", &self.database_url);
         command
+    }
+
+    /// A receiver that sees this stack's shutdown, for parts a test adds.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.clone()
+    }
+
+    /// Stops the gateway, projector and connector, closes the database pool (waiting for
+    /// what is in flight) and drains the NATS connection: nothing of this stack writes again.
+    pub async fn stop(&self) {
+        let _ = self._stop.send(true);
+        self.deps.pool.close().await;
+        let _ = self.deps.nats.drain().await;
+    }
+
+    /// After [`Self::stop`]: a new gateway and projector (no connector) on the same NATS and
+    /// database, with fresh connections; this stack's helpers talk to them from now on.
+    pub async fn serve_again(&mut self) {
+        let common = CommonArgs {
+            nats: NatsArgs { nats_url: self.nats.url(), stream_replicas: 1 },
+            database_url: self.database_url.clone(),
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let deps = run::connect(&common, "sovd-test-again", &shutdown).await.unwrap().unwrap();
+        run::spawn_projector(&deps, &shutdown);
+        self.base = spawn_gateway(&deps, self.settings.clone(), Metrics::new().unwrap(), shutdown.clone()).await;
+        (self.deps, self._stop, self.shutdown) = (deps, stop, shutdown);
     }
 
     /// The in-process simulated fleet.

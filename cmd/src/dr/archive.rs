@@ -1,0 +1,249 @@
+//! `sovd archive`: ships every new event of each event stream to object storage as
+//! sequence-ranged segments, at least every `interval` (the RPO). Each stream has its own
+//! loop around one step; the position is where the segments end, so a restart (or a crash
+//! between writing a segment and its checkpoint) continues with no gap and no duplicate.
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_nats::jetstream;
+use futures::{Stream, StreamExt};
+use serde_json::json;
+use sovd_domain::Event;
+use sovd_domain::events::ArchiveFailed;
+use sovd_nats::raw::{self, RawMessage};
+use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, ReadError, StreamName, Subject};
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+use super::layout::{self, Checkpoint, Segment, SegmentName};
+use super::storage::Storage;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveSettings {
+    /// The longest a stored event waits before it is shipped.
+    pub interval: Duration,
+    /// Segment size limits: a backlog ships in segments this big.
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ArchiveSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(5), max_messages: 20_000, max_bytes: 8 << 20 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A segment was written.
+    Shipped { messages: usize, last: u64 },
+    /// Nothing new arrived while waiting.
+    Idle,
+}
+
+type Reader = Pin<Box<dyn Stream<Item = Result<(RawMessage, u64), ReadError>> + Send>>;
+
+/// The archive of one stream.
+pub struct StreamArchiver {
+    js: jetstream::Context,
+    storage: Storage,
+    stream: String,
+    settings: ArchiveSettings,
+    position: u64,
+    checkpoint: Option<String>,
+    reader: Option<Reader>,
+}
+
+/// Where the archive of `stream` ends: the last sequence shipped and its segment's key.
+pub async fn archived_position(storage: &Storage, stream: &str) -> anyhow::Result<(u64, Option<String>)> {
+    let hint = match storage.get_optional(&layout::checkpoint_key(stream)).await? {
+        Some(bytes) => Some(
+            serde_json::from_slice::<Checkpoint>(&bytes)
+                .with_context(|| format!("object {} is not an archive checkpoint", layout::checkpoint_key(stream)))?,
+        ),
+        None => None,
+    };
+    let prefix = layout::archive_prefix(stream);
+    // Segments written after the checkpoint (a crash between the two) count as well.
+    let later = match &hint {
+        Some(checkpoint) => storage.list_after(&prefix, &checkpoint.segment).await?,
+        None => storage.list(&prefix).await?,
+    };
+    let mut position = hint.as_ref().map_or((0, None), |c| (c.last_sequence, Some(c.segment.clone())));
+    for (key, _) in later {
+        if let Some(segment) = SegmentName::parse(&key).filter(|s| s.last > position.0) {
+            position = (segment.last, Some(segment.key));
+        }
+    }
+    Ok(position)
+}
+
+impl StreamArchiver {
+    pub async fn resume(
+        js: jetstream::Context,
+        storage: Storage,
+        stream: &str,
+        settings: ArchiveSettings,
+    ) -> anyhow::Result<Self> {
+        let (position, checkpoint) = archived_position(&storage, stream).await?;
+        tracing::info!(stream, position, location = storage.location(), "archive resumes");
+        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, checkpoint, reader: None })
+    }
+
+    /// The last sequence shipped.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// Waits up to `idle` for a new message, gathers what follows for up to the interval
+    /// (or a full segment), and ships it as one segment.
+    pub async fn try_ship_next(&mut self, idle: Duration) -> anyhow::Result<Outcome> {
+        if self.reader.is_none() {
+            let reader = raw::read_from(&self.js, &self.stream, self.position + 1).await?;
+            self.reader = Some(Box::pin(reader));
+        }
+        let result = self.gather_and_ship(idle).await;
+        if result.is_err() {
+            // Start over from the position: what was gathered is read again.
+            self.reader = None;
+        }
+        result
+    }
+
+    async fn gather_and_ship(&mut self, idle: Duration) -> anyhow::Result<Outcome> {
+        let reader = self.reader.as_mut().context("no reader")?;
+        let first = match tokio::time::timeout(idle, reader.next()).await {
+            Err(_) => return Ok(Outcome::Idle),
+            Ok(None) => anyhow::bail!("the read of {} ended", self.stream),
+            Ok(Some(message)) => message?,
+        };
+        let deadline = Instant::now() + self.settings.interval;
+        let (mut messages, mut bytes, mut pending) = (Vec::new(), first.0.payload.len(), first.1);
+        messages.push(first.0);
+        while messages.len() < self.settings.max_messages && bytes < self.settings.max_bytes {
+            // A backlog is drained at once; a trickle is gathered until the interval is up.
+            let wait =
+                if pending > 0 { Duration::from_secs(5) } else { deadline.saturating_duration_since(Instant::now()) };
+            match tokio::time::timeout(wait, reader.next()).await {
+                Err(_) => break,
+                Ok(None) => anyhow::bail!("the read of {} ended", self.stream),
+                Ok(Some(message)) => {
+                    let (message, behind) = message?;
+                    bytes += message.payload.len();
+                    pending = behind;
+                    messages.push(message);
+                }
+            }
+            if pending == 0 && Instant::now() >= deadline {
+                break;
+            }
+        }
+        self.ship(messages).await
+    }
+
+    async fn ship(&mut self, messages: Vec<RawMessage>) -> anyhow::Result<Outcome> {
+        let last = messages.last().map_or(self.position, |m| m.sequence);
+        let count = messages.len();
+        let segment = Segment { stream: self.stream.clone(), first: self.position + 1, last, messages };
+        let (name, bytes) = segment.encode()?;
+        self.storage.put(&name.key, bytes.into()).await?;
+        let checkpoint = Checkpoint { last_sequence: last, segment: name.key.clone(), at: OffsetDateTime::now_utc() };
+        self.storage.put(&layout::checkpoint_key(&self.stream), serde_json::to_vec(&checkpoint)?.into()).await?;
+        tracing::debug!(stream = %self.stream, first = segment.first, last, messages = count, "segment shipped");
+        self.position = last;
+        self.checkpoint = Some(name.key);
+        Ok(Outcome::Shipped { messages: count, last })
+    }
+}
+
+/// Publishes each stream's archive position to the `sovd_archive` bucket, where `/metrics`
+/// of any gateway reads the archive lag.
+async fn publish_position(bucket: &jetstream::kv::Store, stream: &str, position: u64) {
+    let value = json!({"last_sequence": position, "at": OffsetDateTime::now_utc().unix_timestamp()});
+    if let Err(error) = bucket.put(stream, value.to_string().into()).await {
+        tracing::debug!(error = %error, "could not publish the archive position");
+    }
+}
+
+/// Archives every event stream until shutdown: one task per stream. A failure is recorded
+/// once (ArchiveFailed on SOVD_OPS) and retried with backoff from the position.
+pub async fn run(
+    store: EventStore,
+    storage: Storage,
+    settings: ArchiveSettings,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let js = store.jetstream().clone();
+    let bucket = sovd_nats::kv::open_bucket(&js, sovd_nats::kv::Bucket::Archive, 1).await?;
+    let mut tasks = Vec::new();
+    for stream in StreamName::ALL {
+        let archiver = StreamArchiver::resume(js.clone(), storage.clone(), stream.as_str(), settings).await?;
+        tasks.push(tokio::spawn(archive_loop(archiver, store.clone(), bucket.clone(), shutdown.clone())));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn archive_loop(
+    mut archiver: StreamArchiver,
+    store: EventStore,
+    bucket: jetstream::kv::Store,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stream = archiver.stream().to_owned();
+    let location = archiver.storage.location().to_owned();
+    let mut failing = false;
+    let mut backoff = Duration::from_millis(500);
+    publish_position(&bucket, &stream, archiver.position()).await;
+    while !*shutdown.borrow() {
+        let step = tokio::select! {
+            step = archiver.try_ship_next(Duration::from_secs(1)) => step,
+            _ = shutdown.changed() => break,
+        };
+        match step {
+            Ok(outcome) => {
+                if failing {
+                    tracing::info!(stream, position = archiver.position(), "archive recovered");
+                }
+                failing = false;
+                backoff = Duration::from_millis(500);
+                if matches!(outcome, Outcome::Shipped { .. }) {
+                    publish_position(&bucket, &stream, archiver.position()).await;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(stream, error = format!("{error:#}"), "archive step failed");
+                if !failing {
+                    failing = true;
+                    record_failure(&store, &stream, &location, &error).await;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn record_failure(store: &EventStore, stream: &str, location: &str, error: &anyhow::Error) {
+    let event = Event::ArchiveFailed(ArchiveFailed {
+        stream: stream.to_owned(),
+        location: location.to_owned(),
+        error: format!("{error:#}"),
+        at: OffsetDateTime::now_utc(),
+    });
+    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), "system:archive");
+    if let Err(e) = store.append(&Subject::ops(OpsKind::Archive), &event, &meta, AppendOptions::default()).await {
+        tracing::warn!(error = %e, "could not record the archive failure on SOVD_OPS");
+    }
+}

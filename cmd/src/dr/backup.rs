@@ -1,0 +1,125 @@
+//! `sovd backup`: a JetStream snapshot of every protected stream, streamed into object
+//! storage with its checksum, then the manifest (last: a backup without one does not exist),
+//! then old backups and the archive segments no kept backup needs are pruned.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context;
+use object_store::buffered::BufWriter;
+use sovd_nats::raw::{self, protected_streams};
+use sovd_nats::snapshot;
+use time::OffsetDateTime;
+use tokio::io::AsyncWriteExt;
+
+use super::checksum::HashingWriter;
+use super::layout::{self, Manifest, SegmentName, StreamBackup};
+use super::storage::Storage;
+use crate::progress::Progress;
+
+/// Snapshots every protected stream into `storage`; returns the manifest written.
+pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::Result<Manifest> {
+    let js = async_nats::jetstream::new(client.clone());
+    let started_at = OffsetDateTime::now_utc();
+    let backup_id = layout::new_backup_id(started_at);
+    let mut streams = Vec::new();
+    for name in protected_streams() {
+        let Some(extent) = raw::extent(&js, &name).await? else {
+            tracing::info!(stream = %name, "no such stream; nothing to back up");
+            continue;
+        };
+        let key = layout::snapshot_key(&backup_id, &name);
+        let progress = Progress::new(name.clone(), 0, "bytes");
+        let upload = BufWriter::new(storage.object_store(), storage.path(&key));
+        let mut out = HashingWriter::new(upload);
+        let taken = snapshot::snapshot(client, &name, &mut out, |bytes| progress.set(bytes, bytes))
+            .await
+            .with_context(|| format!("snapshot of {} failed", name))?;
+        let (mut upload, sha256, bytes) = out.finish();
+        upload.shutdown().await.with_context(|| format!("cannot write object {key} to {}", storage.location()))?;
+        let state = &taken.state;
+        let number = |field: &str| state[field].as_u64().unwrap_or_default();
+        progress.finish(&format!("{}: {} messages, {bytes} bytes", name, number("messages")));
+        streams.push(StreamBackup {
+            stream: name.clone(),
+            object: key,
+            bytes,
+            sha256,
+            messages: number("messages"),
+            first_sequence: number("first_seq"),
+            last_sequence: number("last_seq"),
+            last_time: state["last_ts"]
+                .as_str()
+                .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
+                .or(extent.last_time),
+            config: taken.config,
+            state: taken.state,
+        });
+    }
+    let manifest = Manifest {
+        format: layout::MANIFEST_FORMAT,
+        backup_id: backup_id.clone(),
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+        sovd_version: env!("CARGO_PKG_VERSION").to_owned(),
+        streams,
+    };
+    storage.put(&layout::manifest_key(&backup_id), serde_json::to_vec_pretty(&manifest)?.into()).await?;
+    Ok(manifest)
+}
+
+/// Every complete backup (one with a manifest), oldest first.
+pub async fn list_backups(storage: &Storage) -> anyhow::Result<Vec<Manifest>> {
+    let mut manifests = Vec::new();
+    for (key, _) in storage.list(layout::backups_prefix()).await? {
+        if key.ends_with("/manifest.json") {
+            let bytes = storage.get(&key).await?;
+            let manifest: Manifest =
+                serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not a sovd manifest"))?;
+            manifests.push(manifest);
+        }
+    }
+    manifests.sort_by(|a, b| a.backup_id.cmp(&b.backup_id));
+    Ok(manifests)
+}
+
+/// What a prune removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub backups: Vec<String>,
+    pub objects: usize,
+    pub segments: usize,
+}
+
+/// Keeps the newest `keep` backups; deletes older ones, unfinished ones older than the
+/// newest complete one, and archive segments that end at or before what the oldest kept
+/// backup holds (a restore starts from a backup, so it never needs them).
+pub async fn prune(storage: &Storage, keep: usize) -> anyhow::Result<Pruned> {
+    let manifests = list_backups(storage).await?;
+    let complete: BTreeSet<&str> = manifests.iter().map(|m| m.backup_id.as_str()).collect();
+    let kept: Vec<&Manifest> = manifests.iter().rev().take(keep.max(1)).collect();
+    let (Some(oldest_kept), Some(newest)) = (kept.last(), kept.first()) else {
+        return Ok(Pruned::default());
+    };
+    let mut pruned = Pruned::default();
+    for (key, _) in storage.list(layout::backups_prefix()).await? {
+        let Some(id) = layout::backup_of(&key) else { continue };
+        let old = id < oldest_kept.backup_id.as_str();
+        let unfinished = !complete.contains(id) && id < newest.backup_id.as_str();
+        if old || unfinished {
+            storage.delete(&key).await?;
+            pruned.objects += 1;
+            if pruned.backups.last().map(String::as_str) != Some(id) {
+                pruned.backups.push(id.to_owned());
+            }
+        }
+    }
+    for stream in &oldest_kept.streams {
+        for (key, _) in storage.list(&layout::archive_prefix(&stream.stream)).await? {
+            if SegmentName::parse(&key).is_some_and(|segment| segment.last <= stream.last_sequence) {
+                storage.delete(&key).await?;
+                pruned.segments += 1;
+            }
+        }
+    }
+    Ok(pruned)
+}

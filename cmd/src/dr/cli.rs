@@ -1,0 +1,245 @@
+//! The command lines: `sovd backup`, `sovd archive`, `sovd restore`. Each records what it did
+//! on SOVD_OPS, so backups, archive failures and restores show in the audit trail.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use sovd_domain::Event;
+use sovd_domain::events::{BackupCompleted, BackupFailed, RestoreCompleted};
+use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, Subject};
+use sovd_projections::apply::Projection;
+use sqlx::postgres::PgPoolOptions;
+use time::OffsetDateTime;
+
+use super::archive::{self, ArchiveSettings};
+use super::backup;
+use super::reconcile::reconcile;
+use super::restore::{self, RestoreOptions, Until};
+use super::storage::{Storage, StorageArgs};
+use crate::config::{CommonArgs, NatsArgs};
+use crate::progress::{Progress, operator};
+use crate::run;
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Backups to keep; older ones, and archive segments no kept backup needs, are deleted.
+    #[arg(long, env = "SOVD_BACKUP_KEEP", default_value_t = 7)]
+    pub keep: usize,
+    /// List the backups in storage instead of taking one.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveOptions {
+    /// Longest time an event waits before it is shipped to the archive (the RPO), in seconds.
+    #[arg(long, env = "SOVD_ARCHIVE_INTERVAL_SECS", default_value_t = 5)]
+    pub archive_interval_secs: u64,
+}
+
+impl ArchiveOptions {
+    pub fn settings(&self) -> ArchiveSettings {
+        ArchiveSettings { interval: Duration::from_secs(self.archive_interval_secs.max(1)), ..Default::default() }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ArchiveArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    #[command(flatten)]
+    pub archive: ArchiveOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Restore this backup (`sovd backup --list`); default: the newest that fits --until.
+    #[arg(long)]
+    pub backup: Option<String>,
+    /// Stop at this point: an RFC 3339 time (every stream), or STREAM:SEQUENCE[,…]
+    /// (`commands:1200`; streams not named are restored in full).
+    #[arg(long)]
+    pub until: Option<Until>,
+    /// Delete streams that exist and hold messages instead of refusing to start.
+    #[arg(long)]
+    pub replace: bool,
+    /// Check every restored stream's message count and last sequence against the manifest
+    /// and the archive (checksums are always checked).
+    #[arg(long)]
+    pub verify: bool,
+    /// Leave the read models alone (rebuild them later with `sovd projections rebuild`).
+    #[arg(long)]
+    pub skip_projections: bool,
+    /// Where fetched objects wait before they are written (removed afterwards).
+    #[arg(long, env = "SOVD_RESTORE_WORK_DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+async fn record(store: &EventStore, kind: OpsKind, event: Event) -> anyhow::Result<()> {
+    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), operator());
+    store.append(&Subject::ops(kind), &event, &meta, AppendOptions::default()).await?;
+    Ok(())
+}
+
+pub async fn run_backup(args: BackupArgs) -> anyhow::Result<()> {
+    let storage = Storage::open(&args.storage)?;
+    if args.list {
+        for manifest in backup::list_backups(&storage).await? {
+            println!(
+                "{}  {} messages  {} bytes  {} streams",
+                manifest.backup_id,
+                manifest.messages(),
+                manifest.bytes(),
+                manifest.streams.len()
+            );
+        }
+        return Ok(());
+    }
+    let (_stop, shutdown) = run::shutdown_signal();
+    let Some((client, store)) = run::connect_nats(&args.nats, "sovd-backup", &shutdown).await? else {
+        return Ok(());
+    };
+    match backup::backup(&client, &storage).await {
+        Ok(manifest) => {
+            let pruned = backup::prune(&storage, args.keep).await?;
+            println!(
+                "backup {} to {}: {} streams, {} messages, {} bytes in {:.1} s; pruned {} old backups and {} archive \
+                 segments",
+                manifest.backup_id,
+                storage.location(),
+                manifest.streams.len(),
+                manifest.messages(),
+                manifest.bytes(),
+                (manifest.finished_at - manifest.started_at).as_seconds_f64(),
+                pruned.backups.len(),
+                pruned.segments
+            );
+            let event = Event::BackupCompleted(BackupCompleted {
+                backup_id: manifest.backup_id.clone(),
+                location: storage.location().to_owned(),
+                streams: manifest.streams.len() as u32,
+                messages: manifest.messages(),
+                bytes: manifest.bytes(),
+                started_at: manifest.started_at,
+                finished_at: manifest.finished_at,
+            });
+            record(&store, OpsKind::Backup, event).await.context("the backup is stored, but recording it failed")
+        }
+        Err(error) => {
+            let event = Event::BackupFailed(BackupFailed {
+                location: storage.location().to_owned(),
+                error: format!("{error:#}"),
+                at: OffsetDateTime::now_utc(),
+            });
+            if let Err(e) = record(&store, OpsKind::BackupFailure, event).await {
+                tracing::warn!(error = %e, "could not record the failed backup on SOVD_OPS");
+            }
+            Err(error.context(format!("backup to {} failed; nothing was kept", storage.location())))
+        }
+    }
+}
+
+pub async fn run_archive(args: ArchiveArgs) -> anyhow::Result<()> {
+    let storage = Storage::open(&args.storage)?;
+    let (_stop, shutdown) = run::shutdown_signal();
+    let Some((_, store)) = run::connect_nats(&args.nats, "sovd-archive", &shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(location = storage.location(), interval_secs = args.archive.archive_interval_secs, "archiving");
+    archive::run(store, storage, args.archive.settings(), shutdown).await
+}
+
+pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
+    let started_at = OffsetDateTime::now_utc();
+    let storage = Storage::open(&args.storage)?;
+    let nats_url = &args.common.nats.nats_url;
+    let client = async_nats::ConnectOptions::new()
+        .name("sovd-restore")
+        .connect(nats_url)
+        .await
+        .with_context(|| format!("cannot reach NATS at {nats_url}"))?;
+    let options = RestoreOptions {
+        backup_id: args.backup.clone(),
+        until: args.until.clone(),
+        replace: args.replace,
+        verify: args.verify,
+        work_dir: args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("sovd-restore-{}", uuid::Uuid::new_v4()))),
+    };
+    let restored = restore::restore(&client, &storage, &options).await?;
+    for stream in &restored.streams {
+        println!(
+            "{:<28} {:>10} from the snapshot  {:>10} from {:>5} archive segments  last sequence {}",
+            stream.stream, stream.from_snapshot, stream.from_archive, stream.segments, stream.last_sequence
+        );
+    }
+    let store = EventStore::new(client);
+    // Current stream definitions (a backup from an older version may lack a setting).
+    store.ensure_streams(args.common.nats.stream_replicas).await?;
+    let reconciled = reconcile(&store, args.common.nats.stream_replicas).await?;
+    println!(
+        "key-value buckets: {} usernames checked, sessions of {} deactivated users revoked, refresh tokens withdrawn \
+         (everyone signs in again)",
+        reconciled.usernames, reconciled.deactivated
+    );
+    let digests = if args.skip_projections { Vec::new() } else { rebuild_projections(&args.common, &store).await? };
+    let event = Event::RestoreCompleted(RestoreCompleted {
+        backup_id: restored.backup.backup_id.clone(),
+        location: storage.location().to_owned(),
+        until: args.until.as_ref().map(Until::to_string),
+        streams: restored.streams.len() as u32,
+        messages: restored.messages(),
+        segments: restored.segments(),
+        digests,
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+    });
+    record(&store, OpsKind::Restore, event).await.context("the restore is done, but recording it failed")?;
+    println!(
+        "restored backup {} and {} archive segments from {}: {} messages in {:.1} s",
+        restored.backup.backup_id,
+        restored.segments(),
+        storage.location(),
+        restored.messages(),
+        (OffsetDateTime::now_utc() - started_at).as_seconds_f64()
+    );
+    Ok(())
+}
+
+/// Every read model built again from the restored log; returns `name=digest` for each.
+async fn rebuild_projections(common: &CommonArgs, store: &EventStore) -> anyhow::Result<Vec<String>> {
+    let pool = PgPoolOptions::new().max_connections(4).connect(&common.database_url).await.context(
+        "cannot reach the read-model database (SOVD_DATABASE_URL); pass --skip-projections to restore the streams only",
+    )?;
+    sovd_projections::migrate(&pool).await?;
+    let mut digests = Vec::new();
+    for projection in Projection::ALL {
+        let name = projection.name();
+        let progress = Progress::new(format!("rebuild {name}"), 0, "sequences");
+        let report = |p: sovd_projections::rebuild::RebuildProgress| progress.set(p.done, p.total);
+        let rebuilt = sovd_projections::rebuild::rebuild(&pool, store, projection, &report)
+            .await
+            .with_context(|| format!("rebuilding {name} failed"))?;
+        progress.finish(&format!(
+            "{name}: {} events into {} rows in {:.1} s",
+            rebuilt.events, rebuilt.rows, rebuilt.seconds
+        ));
+        println!("{name:<10} {} rows  digest {}", rebuilt.rows, rebuilt.digest);
+        digests.push(format!("{name}={}", rebuilt.digest));
+    }
+    Ok(digests)
+}

@@ -1,0 +1,381 @@
+//! `sovd restore`: a backup's snapshots, then the archive's segments after them (up to
+//! `--until`), into a NATS that does not have the streams. Two phases, so a missing or
+//! damaged object stops it before anything is touched: first every object needed is
+//! fetched and checked against its checksum, then the streams are written.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use async_nats::jetstream;
+use futures::TryStreamExt;
+use sovd_nats::StreamName;
+use sovd_nats::raw::{self, WriteBack};
+use sovd_nats::snapshot;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::io::AsyncWriteExt;
+
+use super::archive::archived_position;
+use super::backup::list_backups;
+use super::checksum::HashingWriter;
+use super::layout::{self, Manifest, Segment, SegmentName};
+use super::storage::Storage;
+use crate::progress::Progress;
+
+/// How far a point-in-time restore goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Until {
+    /// Every message the server stored at or before this time.
+    Time(OffsetDateTime),
+    /// The named streams up to these sequences; the others in full.
+    Sequences(BTreeMap<String, u64>),
+}
+
+impl FromStr for Until {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(time) = OffsetDateTime::parse(s, &Rfc3339) {
+            return Ok(Self::Time(time));
+        }
+        let mut sequences = BTreeMap::new();
+        for part in s.split(',') {
+            let (stream, sequence) = part.split_once(':').ok_or_else(|| {
+                format!("{s:?} is neither an RFC 3339 time (2026-11-29T14:00:00Z) nor STREAM:SEQUENCE (commands:1200)")
+            })?;
+            let stream =
+                StreamName::parse(stream.trim()).ok_or_else(|| format!("no event stream is called {stream}"))?;
+            let sequence = sequence.trim().parse().map_err(|_| format!("{sequence:?} is not a sequence number"))?;
+            sequences.insert(stream.as_str().to_owned(), sequence);
+        }
+        Ok(Self::Sequences(sequences))
+    }
+}
+
+impl std::fmt::Display for Until {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Time(time) => f.write_str(&time.format(&Rfc3339).unwrap_or_default()),
+            Self::Sequences(map) => {
+                let parts: Vec<String> = map.iter().map(|(s, n)| format!("{s}:{n}")).collect();
+                f.write_str(&parts.join(","))
+            }
+        }
+    }
+}
+
+impl Until {
+    fn allows(&self, stream: &str, sequence: u64, stored: OffsetDateTime) -> bool {
+        match self {
+            Self::Time(time) => stored <= *time,
+            Self::Sequences(map) => map.get(stream).is_none_or(|last| sequence <= *last),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// A backup id; the newest one that fits `until` when unset.
+    pub backup_id: Option<String>,
+    pub until: Option<Until>,
+    /// Delete streams that exist and hold messages (they are refused otherwise).
+    pub replace: bool,
+    /// Check each restored stream's counts and sequences against the manifest and archive.
+    pub verify: bool,
+    /// Where fetched objects wait (removed afterwards).
+    pub work_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoredStream {
+    pub stream: String,
+    pub from_snapshot: u64,
+    pub from_archive: u64,
+    pub segments: u64,
+    pub messages: u64,
+    pub last_sequence: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub backup: Manifest,
+    pub streams: Vec<RestoredStream>,
+}
+
+impl Restored {
+    pub fn messages(&self) -> u64 {
+        self.streams.iter().map(|s| s.messages).sum()
+    }
+
+    pub fn segments(&self) -> u64 {
+        self.streams.iter().map(|s| s.segments).sum()
+    }
+}
+
+/// What phase one fetched for a stream.
+struct Fetched {
+    stream: String,
+    snapshot: PathBuf,
+    segments: Vec<(SegmentName, PathBuf)>,
+}
+
+/// The newest backup that `until` allows (or the one asked for).
+pub fn choose_backup(manifests: Vec<Manifest>, options: &RestoreOptions, location: &str) -> anyhow::Result<Manifest> {
+    if manifests.is_empty() {
+        bail!("no backup in {location}: run `sovd backup` first (a backup without manifest.json is incomplete)");
+    }
+    if let Some(id) = &options.backup_id {
+        return manifests
+            .into_iter()
+            .find(|m| &m.backup_id == id)
+            .with_context(|| format!("no backup {id} in {location} (`sovd restore --list` shows them)"));
+    }
+    let fits = |manifest: &Manifest| match &options.until {
+        None => true,
+        Some(until) => manifest.streams.iter().filter(|s| StreamName::parse(&s.stream).is_some()).all(|s| {
+            s.last_sequence == 0
+                || until.allows(&s.stream, s.last_sequence, s.last_time.unwrap_or(OffsetDateTime::UNIX_EPOCH))
+        }),
+    };
+    let oldest = manifests.first().map(|m| m.backup_id.clone()).unwrap_or_default();
+    manifests.into_iter().rev().find(fits).with_context(|| {
+        format!("every backup in {location} holds events after the --until point; the oldest is {oldest}")
+    })
+}
+
+async fn download(storage: &Storage, key: &str, to: &Path) -> anyhow::Result<(String, u64)> {
+    let file = tokio::fs::File::create(to).await.with_context(|| format!("cannot write {}", to.display()))?;
+    let mut out = HashingWriter::new(tokio::io::BufWriter::new(file));
+    let mut body = storage
+        .object_store()
+        .get(&storage.path(key))
+        .await
+        .with_context(|| format!("object {key} is missing from {}", storage.location()))?
+        .into_stream();
+    while let Some(chunk) = body.try_next().await.with_context(|| format!("cannot read object {key}"))? {
+        out.write_all(&chunk).await?;
+    }
+    let (mut file, sha256, bytes) = out.finish();
+    file.flush().await?;
+    Ok((sha256, bytes))
+}
+
+/// Phase one: every object the restore needs, fetched and checked. Touches nothing.
+async fn fetch(storage: &Storage, manifest: &Manifest, options: &RestoreOptions) -> anyhow::Result<Vec<Fetched>> {
+    let mut plan = Vec::new();
+    let mut total = manifest.bytes();
+    for stream in &manifest.streams {
+        let mut segments = Vec::new();
+        if StreamName::parse(&stream.stream).is_some() {
+            segments = archive_after(storage, &stream.stream, stream.last_sequence, options.until.as_ref()).await?;
+            total += segments.iter().map(|(_, bytes)| bytes).sum::<u64>();
+        }
+        plan.push((stream, segments));
+    }
+    let progress = Progress::new("fetch", total, "bytes");
+    let mut done = 0;
+    let mut fetched = Vec::new();
+    for (stream, segments) in plan {
+        let snapshot = options.work_dir.join(format!("{}.snap", stream.stream));
+        let (sha256, bytes) = download(storage, &stream.object, &snapshot).await?;
+        if sha256 != stream.sha256 || bytes != stream.bytes {
+            bail!(
+                "object {} is damaged: {bytes} bytes with sha256 {sha256}, the manifest says {} bytes with sha256 {}",
+                stream.object,
+                stream.bytes,
+                stream.sha256
+            );
+        }
+        done += bytes;
+        progress.set(done, total);
+        let mut files = Vec::new();
+        for (index, (name, size)) in segments.into_iter().enumerate() {
+            let path = options.work_dir.join(format!("{}.{index:08}.seg", stream.stream));
+            let (sha256, _) = download(storage, &name.key, &path).await?;
+            if sha256 != name.sha256 {
+                bail!("archive object {} is damaged: its sha256 is {sha256}, its name says {}", name.key, name.sha256);
+            }
+            done += size;
+            progress.set(done, total);
+            files.push((name, path));
+        }
+        fetched.push(Fetched { stream: stream.stream.clone(), snapshot, segments: files });
+    }
+    progress.finish(&format!("fetched and checked {done} bytes"));
+    Ok(fetched)
+}
+
+/// The chain of segments that continues `stream` after `after`, up to `until`. A hole in
+/// the chain, or a chain that ends before the archive's checkpoint, is an error that names
+/// what is missing.
+async fn archive_after(
+    storage: &Storage,
+    stream: &str,
+    after: u64,
+    until: Option<&Until>,
+) -> anyhow::Result<Vec<(SegmentName, u64)>> {
+    let mut chain = Vec::new();
+    let mut next = after + 1;
+    let stop = match until {
+        Some(Until::Sequences(map)) => map.get(stream).copied(),
+        _ => None,
+    };
+    for (key, meta) in storage.list(&layout::archive_prefix(stream)).await? {
+        let Some(segment) = SegmentName::parse(&key) else { continue };
+        if segment.last < next || stop.is_some_and(|stop| next > stop) {
+            continue;
+        }
+        if segment.first > next {
+            bail!(
+                "the archive of {stream} is missing sequences {next}..{}: no object holds them (the next is {key})",
+                segment.first - 1
+            );
+        }
+        next = segment.last + 1;
+        chain.push((segment, meta.size));
+    }
+    let (archived, _) = archived_position(storage, stream).await?;
+    if archived >= next && stop.is_none_or(|stop| stop >= next) {
+        bail!(
+            "the archive of {stream} reaches sequence {archived} by its checkpoint, but no object holds {next}..{archived}"
+        );
+    }
+    Ok(chain)
+}
+
+/// Refuses (or, with `replace`, deletes) streams that are in the way.
+async fn clear_the_way(js: &jetstream::Context, manifest: &Manifest, replace: bool) -> anyhow::Result<()> {
+    let mut in_the_way = Vec::new();
+    for stream in &manifest.streams {
+        if let Some(extent) = raw::extent(js, &stream.stream).await? {
+            in_the_way.push((stream.stream.clone(), extent.messages));
+        }
+    }
+    let occupied: Vec<String> =
+        in_the_way.iter().filter(|(_, messages)| *messages > 0).map(|(s, n)| format!("{s} ({n} messages)")).collect();
+    if !occupied.is_empty() && !replace {
+        bail!(
+            "these streams exist and hold messages: {}. Restore refuses to touch them; stop every sovd process and \
+             pass --replace to delete them first",
+            occupied.join(", ")
+        );
+    }
+    for (stream, messages) in in_the_way {
+        tracing::warn!(stream, messages, "deleting the existing stream before restoring it");
+        js.delete_stream(&stream).await.with_context(|| format!("cannot delete stream {stream}"))?;
+    }
+    Ok(())
+}
+
+/// Phase two for one stream: its snapshot, then its segments.
+async fn write_stream(
+    client: &async_nats::Client,
+    js: &jetstream::Context,
+    manifest: &Manifest,
+    fetched: &Fetched,
+    options: &RestoreOptions,
+) -> anyhow::Result<RestoredStream> {
+    let backup = manifest.stream(&fetched.stream).context("stream not in the manifest")?;
+    let progress = Progress::new(fetched.stream.clone(), backup.bytes, "bytes");
+    let mut input = tokio::io::BufReader::new(tokio::fs::File::open(&fetched.snapshot).await?);
+    let state = snapshot::restore(client, &fetched.stream, &backup.config, &backup.state, &mut input, |done| {
+        progress.set(done, backup.bytes)
+    })
+    .await
+    .with_context(|| format!("restoring {} from object {}", fetched.stream, backup.object))?;
+    let restored_last = state["last_seq"].as_u64().unwrap_or_default();
+    let restored_messages = state["messages"].as_u64().unwrap_or_default();
+    if options.verify && (restored_messages, restored_last) != (backup.messages, backup.last_sequence) {
+        bail!(
+            "{} restored with {restored_messages} messages up to {restored_last}, the manifest says {} up to {}",
+            fetched.stream,
+            backup.messages,
+            backup.last_sequence
+        );
+    }
+    progress.finish(&format!("{}: {restored_messages} messages from the snapshot", fetched.stream));
+
+    let mut writer = WriteBack::new(js.clone(), &fetched.stream, restored_last);
+    let mut copied = 0u64;
+    let replay = Progress::new(format!("{} archive", fetched.stream), fetched.segments.len() as u64, "segments");
+    'segments: for (index, (name, path)) in fetched.segments.iter().enumerate() {
+        let bytes = tokio::fs::read(path).await?;
+        let segment = Segment::decode(name, &bytes)?;
+        for message in segment.messages.iter().filter(|m| m.sequence > restored_last) {
+            if let Some(until) = &options.until
+                && !until.allows(&fetched.stream, message.sequence, message.published())
+            {
+                break 'segments;
+            }
+            writer.push(message).await.with_context(|| format!("replaying archive object {}", name.key))?;
+            copied += 1;
+        }
+        replay.set(index as u64 + 1, fetched.segments.len() as u64);
+    }
+    let last_sequence = writer.finish().await?;
+    replay.finish(&format!("{}: {copied} messages from {} archive segments", fetched.stream, fetched.segments.len()));
+    let extent = raw::extent(js, &fetched.stream).await?.unwrap_or_default();
+    if options.verify && (extent.messages, extent.last_sequence) != (restored_messages + copied, last_sequence) {
+        bail!(
+            "{} holds {} messages up to {} after the restore, expected {} up to {last_sequence}",
+            fetched.stream,
+            extent.messages,
+            extent.last_sequence,
+            restored_messages + copied
+        );
+    }
+    Ok(RestoredStream {
+        stream: fetched.stream.clone(),
+        from_snapshot: restored_messages,
+        from_archive: copied,
+        segments: fetched.segments.len() as u64,
+        messages: extent.messages,
+        last_sequence: extent.last_sequence,
+    })
+}
+
+/// Restores every stream of the chosen backup, then the archive after it.
+pub async fn restore(
+    client: &async_nats::Client,
+    storage: &Storage,
+    options: &RestoreOptions,
+) -> anyhow::Result<Restored> {
+    let manifest = choose_backup(list_backups(storage).await?, options, storage.location())?;
+    tracing::info!(backup = %manifest.backup_id, location = storage.location(), "restoring");
+    tokio::fs::create_dir_all(&options.work_dir)
+        .await
+        .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
+    let result = async {
+        let fetched = fetch(storage, &manifest, options).await?;
+        let js = jetstream::new(client.clone());
+        clear_the_way(&js, &manifest, options.replace).await?;
+        let mut streams = Vec::new();
+        for stream in &fetched {
+            streams.push(write_stream(client, &js, &manifest, stream, options).await?);
+        }
+        Ok(Restored { backup: manifest.clone(), streams })
+    }
+    .await;
+    let _ = tokio::fs::remove_dir_all(&options.work_dir).await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn until_reads_a_time_or_stream_sequences_and_says_what_it_is() {
+        let time: Until = "2026-11-29T14:00:00Z".parse().unwrap();
+        assert_eq!(time, Until::Time(time::macros::datetime!(2026-11-29 14:00:00 UTC)));
+        let sequences: Until = "commands:1200, SOVD_RESPONSES:77".parse().unwrap();
+        assert_eq!(sequences.to_string(), "SOVD_COMMANDS:1200,SOVD_RESPONSES:77");
+        assert!(sequences.allows("SOVD_COMMANDS", 1200, OffsetDateTime::now_utc()));
+        assert!(!sequences.allows("SOVD_COMMANDS", 1201, OffsetDateTime::UNIX_EPOCH));
+        assert!(sequences.allows("SOVD_FLEET", u64::MAX, OffsetDateTime::now_utc()), "unnamed streams go in full");
+        assert!("yesterday".parse::<Until>().unwrap_err().contains("RFC 3339"));
+        assert!("nope:1".parse::<Until>().unwrap_err().contains("no event stream"));
+    }
+}
