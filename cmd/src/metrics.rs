@@ -1,6 +1,8 @@
 //! Prometheus metrics of this process, served at `/metrics`.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -16,6 +18,10 @@ pub struct Metrics {
     pub projection_checkpoint: IntGaugeVec,
     /// Sequences each projection is behind its stream.
     pub projection_lag: IntGaugeVec,
+    /// Unix time the last backup finished (absent until there is one).
+    pub backup_last_success_timestamp_seconds: IntGauge,
+    /// Age of the oldest event not yet shipped to the archive, per stream (0 = all shipped).
+    pub archive_lag_seconds: GaugeVec,
 }
 
 impl Metrics {
@@ -60,6 +66,16 @@ impl Metrics {
         registry.register(Box::new(vehicle_circuit_breaker_state.clone()))?;
         registry.register(Box::new(projection_checkpoint.clone()))?;
         registry.register(Box::new(projection_lag.clone()))?;
+        let backup_last_success_timestamp_seconds = IntGauge::new(
+            "backup_last_success_timestamp_seconds",
+            "Unix time the last successful backup finished (BackupCompleted on SOVD_OPS)",
+        )?;
+        let archive_lag_seconds = GaugeVec::new(
+            Opts::new("archive_lag_seconds", "Age of the oldest event not yet in the archive (the RPO now)"),
+            &["stream"],
+        )?;
+        registry.register(Box::new(backup_last_success_timestamp_seconds.clone()))?;
+        registry.register(Box::new(archive_lag_seconds.clone()))?;
         Ok(Self {
             registry,
             commands_executed_total,
@@ -70,6 +86,8 @@ impl Metrics {
             vehicle_circuit_breaker_state,
             projection_checkpoint,
             projection_lag,
+            backup_last_success_timestamp_seconds,
+            archive_lag_seconds,
         })
     }
 

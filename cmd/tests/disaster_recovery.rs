@@ -133,6 +133,13 @@ async fn drill(env: Vec<(String, String)>) {
         .await;
     assert_eq!(created.status(), 201);
     stack.wait_until(|| settled(&stack, &storage)).await;
+    let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let gauge = |name: &str| {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+    };
+    assert!(gauge("backup_last_success_timestamp_seconds") > 1.7e9, "the backup shows in the metrics");
+    assert_eq!(gauge("archive_lag_seconds{stream=\"SOVD_COMMANDS\"}"), 0.0, "everything is archived");
 
     let before_statuses = statuses(&stack.deps.pool).await;
     let before_digests = digests(&stack.deps.pool).await;
@@ -182,4 +189,46 @@ async fn the_drill_restores_everything_from_a_local_directory() {
 async fn the_drill_restores_everything_from_an_s3_server() {
     let s3 = S3Server::start().await;
     drill(s3.env()).await;
+}
+
+#[tokio::test]
+async fn a_restore_refuses_live_streams_and_names_a_damaged_or_missing_object_before_touching_anything() {
+    let dir = std::env::temp_dir().join(format!("sovd-refusal-{}", uuid::Uuid::new_v4()));
+    let env = local_env(&dir);
+    let stack = Stack::start().await;
+    let storage = Storage::open(&storage_args(&env)).unwrap();
+    let settings = ArchiveSettings { interval: Duration::from_millis(200), ..Default::default() };
+    tokio::spawn(archive::run(stack.deps.store.clone(), storage.clone(), settings, stack.shutdown_signal()));
+    let engineer = stack.login(ENGINEER).await;
+    load(&stack, &engineer, 5).await;
+    sovd(&stack, &["backup"], &env).await.unwrap();
+    load(&stack, &engineer, 5).await;
+    stack.wait_until(|| settled(&stack, &storage)).await;
+    let commands = stack.commands_in_log().await;
+
+    let (code, refused) = sovd(&stack, &["restore"], &env).await.unwrap_err();
+    assert_ne!(code, 0);
+    assert!(refused.contains("hold messages") && refused.contains("--replace"), "{refused}");
+
+    let snapshot =
+        std::fs::read_dir(dir.join("backups")).unwrap().next().unwrap().unwrap().path().join("SOVD_COMMANDS.snap");
+    let original = std::fs::read(&snapshot).unwrap();
+    let mut damaged = original.clone();
+    damaged[original.len() / 2] ^= 0xff;
+    std::fs::write(&snapshot, &damaged).unwrap();
+    let (_, error) = sovd(&stack, &["restore", "--replace"], &env).await.unwrap_err();
+    assert!(error.contains("SOVD_COMMANDS.snap is damaged"), "{error}");
+    std::fs::write(&snapshot, &original).unwrap();
+
+    let segments = dir.join("archive/SOVD_COMMANDS");
+    for entry in std::fs::read_dir(&segments).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let (_, error) = sovd(&stack, &["restore", "--replace"], &env).await.unwrap_err();
+    assert!(error.contains("archive of SOVD_COMMANDS") && error.contains("no object holds"), "{error}");
+    assert_eq!(stack.commands_in_log().await, commands, "the refused restores touched nothing");
+    let _ = std::fs::remove_dir_all(dir);
 }

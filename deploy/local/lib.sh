@@ -404,6 +404,25 @@ pg_bindir() {
 	return 1
 }
 
+# s3s-fs, a real S3-protocol server for the disaster-recovery drill. 0.14.1 is the newest
+# that builds with this toolchain; built once (about 2-3 minutes) into a cache outside the
+# checkout, so clean clones reuse it.
+S3S_FS_VERSION=0.14.1
+SOVD_TOOLS="${SOVD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/sovd}"
+SOVD_S3S_FS_BIN="$SOVD_TOOLS/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs"
+
+install_s3s_fs() {
+	if [[ -x $SOVD_S3S_FS_BIN ]]; then
+		log "s3s-fs $S3S_FS_VERSION already installed ($SOVD_S3S_FS_BIN)"
+		return 0
+	fi
+	log "building s3s-fs $S3S_FS_VERSION from crates.io into $SOVD_TOOLS (once; about 3 minutes)"
+	cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked \
+		--root "$SOVD_TOOLS/s3s-fs-$S3S_FS_VERSION" ||
+		die "cargo install s3s-fs $S3S_FS_VERSION failed (output above)"
+	[[ -x $SOVD_S3S_FS_BIN ]] || die "s3s-fs is not at $SOVD_S3S_FS_BIN after installing it"
+}
+
 # Debian's Chromium, for the browser tests (headless; they drive it over DevTools).
 install_chromium() {
 	if [[ -x ${SOVD_CHROMIUM:-/usr/bin/chromium} ]]; then
@@ -625,6 +644,8 @@ write_env() {
 		printf 'export SOVD_DATABASE_URL=%q\n' "postgres://sovd:sovd@127.0.0.1:$SOVD_PG_PORT/sovd"
 		printf 'export SOVD_TEST_DATABASE_URL=%q\n' "postgres://sovd:sovd@127.0.0.1:$SOVD_PG_PORT/postgres"
 		printf 'export SOVD_NATS_SERVER_BIN=%q\n' "$SOVD_NATS_BIN"
+		printf 'export SOVD_S3S_FS_BIN=%q\n' "$SOVD_S3S_FS_BIN"
+		printf 'export SOVD_BACKUP_URL=%q\n' "file://$SOVD_DATA/backup"
 		printf 'export SOVD_HTTP_ADDR=%q\n' "127.0.0.1:$SOVD_HTTP_PORT"
 	} >"$tmp"
 	mv "$tmp" "$SOVD_ENV_FILE"

@@ -8,4 +8,5 @@ pub mod cli;
 pub mod layout;
 pub mod reconcile;
 pub mod restore;
+pub mod status;
 pub mod storage;

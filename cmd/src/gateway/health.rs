@@ -66,5 +66,14 @@ pub async fn metrics(State(state): State<SharedState>) -> String {
             state.metrics.projection_lag.with_label_values(&labels).set(as_gauge(p.lag()));
         }
     }
+    if let Some(at) = crate::dr::status::last_backup(&state.store).await {
+        state.metrics.backup_last_success_timestamp_seconds.set(at.unix_timestamp());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    for stream in sovd_nats::StreamName::ALL {
+        if let Some(lag) = crate::dr::status::archive_lag(&state.store, stream, now).await {
+            state.metrics.archive_lag_seconds.with_label_values(&[stream.as_str()]).set(lag);
+        }
+    }
     state.metrics.render()
 }
