@@ -302,7 +302,9 @@ async fn write_stream(
     'segments: for (index, (name, path)) in fetched.segments.iter().enumerate() {
         let bytes = tokio::fs::read(path).await?;
         let segment = Segment::decode(name, &bytes)?;
-        for message in segment.messages.iter().filter(|m| m.sequence > restored_last) {
+        // Segments of two archivers may overlap: what is already written is skipped.
+        let written = restored_last + copied;
+        for message in segment.messages.iter().filter(|m| m.sequence > written) {
             if let Some(until) = &options.until
                 && !until.allows(&fetched.stream, message.sequence, message.published())
             {
