@@ -10,31 +10,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::s3::S3Server;
+use common::s3::{S3Server, local_env, storage_args};
 use common::{ADMIN, ENGINEER, Stack};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sovd::dr::archive::{self, ArchiveSettings, archived_position};
-use sovd::dr::storage::{Storage, StorageArgs};
+use sovd::dr::storage::Storage;
 use sovd_nats::StreamName;
 use sovd_projections::apply::Projection;
 use sovd_projections::digest::projection_digest;
 use sqlx::{Connection, PgConnection};
-
-fn storage_args(env: &[(String, String)]) -> StorageArgs {
-    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    StorageArgs {
-        backup_url: get("SOVD_BACKUP_URL").unwrap(),
-        s3_endpoint: get("SOVD_S3_ENDPOINT"),
-        s3_region: "us-east-1".into(),
-        s3_access_key_id: get("SOVD_S3_ACCESS_KEY_ID"),
-        s3_secret_access_key: get("SOVD_S3_SECRET_ACCESS_KEY").map(sovd::config::Redacted),
-    }
-}
-
-fn local_env(dir: &std::path::Path) -> Vec<(String, String)> {
-    vec![("SOVD_BACKUP_URL".into(), format!("file://{}", dir.display()))]
-}
 
 /// Runs `sovd <args>` against the stack with the storage environment; returns stdout, or
 /// the exit code and stderr when it failed.

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub struct S3Server {
     child: Child,
+    command: Vec<String>,
     dir: PathBuf,
     pub port: u16,
     pub bucket: String,
@@ -26,6 +27,15 @@ fn binary() -> PathBuf {
     }
 }
 
+fn spawn(command: &[String]) -> Child {
+    Command::new(&command[0])
+        .args(&command[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} ({e}); run ./deploy/local/test, which installs it", command[0]))
+}
+
 impl S3Server {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(format!("sovd-s3-test-{}", uuid::Uuid::new_v4()));
@@ -33,23 +43,42 @@ impl S3Server {
         std::fs::create_dir_all(dir.join(&bucket)).unwrap();
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap();
         let (access_key, secret_key) = ("sovd-test-access".to_owned(), "sovd-test-secret-key-0123456789".to_owned());
-        let bin = binary();
-        let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", &access_key, "--secret-key", &secret_key])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start {} ({e}); run ./deploy/local/test, which installs it", bin.display())
-            });
+        let command = vec![
+            binary().display().to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+            "--access-key".into(),
+            access_key.clone(),
+            "--secret-key".into(),
+            secret_key.clone(),
+            dir.display().to_string(),
+        ];
+        let child = spawn(&command);
+        let server = Self { child, command, dir, port, bucket, access_key, secret_key };
+        server.wait_until_up().await;
+        server
+    }
+
+    async fn wait_until_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs on port {port} did not come up within 10 s");
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs on port {} did not come up within 10 s", self.port);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Self { child, dir, port, bucket, access_key, secret_key }
+    }
+
+    /// Stops the server (SIGKILL); what it stored stays.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again after [`Self::kill`]: same port, same objects.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.command);
+        self.wait_until_up().await;
     }
 
     pub fn endpoint(&self) -> String {
@@ -69,8 +98,24 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Storage settings from an environment like [`S3Server::env`] (or a `file://` URL alone).
+pub fn storage_args(env: &[(String, String)]) -> sovd::dr::storage::StorageArgs {
+    let get = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    sovd::dr::storage::StorageArgs {
+        backup_url: get("SOVD_BACKUP_URL").unwrap_or_default(),
+        s3_endpoint: get("SOVD_S3_ENDPOINT"),
+        s3_region: "us-east-1".into(),
+        s3_access_key_id: get("SOVD_S3_ACCESS_KEY_ID"),
+        s3_secret_access_key: get("SOVD_S3_SECRET_ACCESS_KEY").map(sovd::config::Redacted),
+    }
+}
+
+/// The environment for a local directory as storage.
+pub fn local_env(dir: &std::path::Path) -> Vec<(String, String)> {
+    vec![("SOVD_BACKUP_URL".into(), format!("file://{}", dir.display()))]
 }
