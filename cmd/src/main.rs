@@ -72,7 +72,8 @@ async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     if !args.no_archive {
         let storage = dr::storage::Storage::open(&args.storage)?;
         tracing::info!(location = storage.location(), "archiving every stream");
-        let (store, settings, shutdown) = (deps.store.clone(), args.archive.settings(), shutdown.clone());
+        let (store, settings, shutdown) =
+            (deps.store.clone(), args.archive.settings(args.gateway.common.nats.stream_replicas), shutdown.clone());
         tokio::spawn(async move {
             if let Err(error) = dr::archive::run(store, storage, settings, shutdown).await {
                 tracing::error!(error = format!("{error:#}"), "the archive stopped");

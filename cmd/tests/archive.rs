@@ -120,13 +120,14 @@ async fn a_storage_outage_is_recorded_once_and_the_archive_catches_up_without_a_
     wait_archived(&storage, 30).await;
     s3.kill();
     append(&store, 60).await;
-    let failures = wait_for_failures(&store).await;
-    assert_eq!(failures.len(), 1, "one ArchiveFailed for the stream, not one per retry: {failures:?}");
-    assert!(failures[0].contains("SOVD_COMMANDS"), "{failures:?}");
+    // SOVD_COMMANDS fails, and so does SOVD_OPS, which now holds that ArchiveFailed event.
+    wait_for_failures(&store, &["SOVD_COMMANDS", "SOVD_OPS"]).await;
 
     s3.restart().await;
     wait_archived(&storage, 90).await;
     assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=90).collect::<Vec<_>>());
+    let failures = wait_for_failures(&store, &["SOVD_COMMANDS", "SOVD_OPS"]).await;
+    assert_eq!(failures.len(), 2, "one ArchiveFailed per failing stream, not one per retry: {failures:?}");
     let _ = stop.send(true);
     running.await.unwrap().unwrap();
 }
@@ -139,24 +140,24 @@ async fn wait_archived(storage: &Storage, last: u64) {
     }
 }
 
-/// The ArchiveFailed events on SOVD_OPS, once there is one and the archive has retried since.
-async fn wait_for_failures(store: &EventStore) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// The ArchiveFailed events on SOVD_OPS (as `STREAM: error`), once each of `streams` has one.
+async fn wait_for_failures(store: &EventStore, streams: &[&str]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let events = store.read_filtered(StreamName::Ops, "sovd.ops.archive").await.unwrap();
-        if let Some(first) = events.first() {
-            // Let a few retries pass (backoff 0.5 s, 1 s, …) before counting.
-            if OffsetDateTime::now_utc() - first.meta.occurred_at > time::Duration::seconds(2) {
-                return events
-                    .iter()
-                    .map(|e| match &e.event {
-                        Event::ArchiveFailed(failed) => format!("{}: {}", failed.stream, failed.error),
-                        other => format!("{other:?}"),
-                    })
-                    .collect();
-            }
+        let failures: Vec<String> = store
+            .read_filtered(StreamName::Ops, "sovd.ops.archive")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Event::ArchiveFailed(failed) => Some(format!("{}: {}", failed.stream, failed.error)),
+                _ => None,
+            })
+            .collect();
+        if streams.iter().all(|s| failures.iter().any(|f| f.starts_with(&format!("{s}:")))) {
+            return failures;
         }
-        assert!(Instant::now() < deadline, "no ArchiveFailed within 30 s");
+        assert!(Instant::now() < deadline, "no ArchiveFailed for each of {streams:?} within 60 s: {failures:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -212,17 +213,86 @@ async fn a_restore_into_a_new_server_stops_at_the_time_or_sequence_asked_for() {
         verify: true,
         work_dir: dir.join(format!("work-{}", Uuid::new_v4())),
     };
+    // By sequence first: a restore moves aside what lies past its point, so the later
+    // (earlier-reaching) restore by time still finds everything it needs.
     let target = NatsServer::start().await;
-    let restored = restore::restore(&target.client().await, &storage, &options(Until::Time(point))).await.unwrap();
-    let commands = restored.streams.iter().find(|s| s.stream == "SOVD_COMMANDS").unwrap();
-    assert_eq!((commands.from_snapshot, commands.from_archive, commands.last_sequence), (10, 25, 35));
-    let back = EventStore::new(target.client().await).read_filtered(StreamName::Commands, "sovd.cmd.>").await.unwrap();
-    assert_eq!(back.last().and_then(|e| e.event.command_id()), kept.last().copied(), "the last event before the point");
-
-    let again = NatsServer::start().await;
     let restored =
-        restore::restore(&again.client().await, &storage, &options("commands:42".parse().unwrap())).await.unwrap();
+        restore::restore(&target.client().await, &storage, &options("commands:42".parse().unwrap())).await.unwrap();
     let commands = restored.streams.iter().find(|s| s.stream == "SOVD_COMMANDS").unwrap();
     assert_eq!((commands.messages, commands.last_sequence), (42, 42));
+
+    let again = NatsServer::start().await;
+    let restored = restore::restore(&again.client().await, &storage, &options(Until::Time(point))).await.unwrap();
+    let commands = restored.streams.iter().find(|s| s.stream == "SOVD_COMMANDS").unwrap();
+    assert_eq!((commands.from_snapshot, commands.from_archive, commands.last_sequence), (10, 25, 35));
+    let back = EventStore::new(again.client().await).read_filtered(StreamName::Commands, "sovd.cmd.>").await.unwrap();
+    assert_eq!(back.last().and_then(|e| e.event.command_id()), kept.last().copied(), "the last event before the point");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn after_a_point_in_time_restore_the_archive_continues_the_restored_history() {
+    let old = NatsServer::start().await;
+    let store_old = store(&old).await;
+    let dir = std::env::temp_dir().join(format!("sovd-timeline-{}", Uuid::new_v4()));
+    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let mut archiver =
+        StreamArchiver::resume(store_old.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings())
+            .await
+            .unwrap();
+    append(&store_old, 10).await;
+    let first = backup::backup(&old.client().await, &storage).await.unwrap().backup_id;
+    append(&store_old, 20).await;
+    ship_until(&mut archiver, 30).await;
+    let second = backup::backup(&old.client().await, &storage).await.unwrap().backup_id;
+
+    let new = NatsServer::start().await;
+    let options = RestoreOptions {
+        backup_id: None,
+        until: Some("commands:20".parse().unwrap()),
+        replace: false,
+        verify: true,
+        work_dir: dir.join("work"),
+    };
+    let restored = restore::restore(&new.client().await, &storage, &options).await.unwrap();
+    assert_eq!(restored.backup.backup_id, first, "the newest backup before the point");
+    assert_eq!(restored.retired.backups, vec![second.clone()], "the backup past the point is moved aside");
+    let listed: Vec<String> = backup::list_backups(&storage).await.unwrap().into_iter().map(|m| m.backup_id).collect();
+    assert_eq!(listed, vec![first]);
+    assert!(
+        storage.list("superseded/").await.unwrap().iter().any(|(k, _)| k.ends_with(&layout::manifest_key(&second)))
+    );
+
+    // The restored stream goes on; its archive continues from 20 with the new events.
+    let store_new = EventStore::new(new.client().await);
+    let mut archiver =
+        StreamArchiver::resume(store_new.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings())
+            .await
+            .unwrap();
+    assert_eq!(archiver.position(), 20);
+    let fresh = append(&store_new, 5).await;
+    ship_until(&mut archiver, 25).await;
+    assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=25).collect::<Vec<_>>());
+    let (key, _) = storage
+        .list(&layout::archive_prefix("SOVD_COMMANDS"))
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|(k, _)| k.ends_with(".seg"))
+        .unwrap();
+    let last = Segment::decode(&SegmentName::parse(&key).unwrap(), &storage.get(&key).await.unwrap()).unwrap();
+    let shipped: Vec<String> =
+        last.messages.iter().map(|m| String::from_utf8_lossy(m.subject.as_bytes()).into_owned()).collect();
+    assert!(fresh.iter().all(|id| shipped.iter().any(|s| s.ends_with(&id.to_string()))), "the new events are archived");
+
+    // An archive that holds more than its stream refuses to ship rather than mix histories.
+    let empty = NatsServer::start().await;
+    let store_empty = store(&empty).await;
+    let mut confused =
+        StreamArchiver::resume(store_empty.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings())
+            .await
+            .unwrap();
+    let error = confused.try_ship_next(Duration::from_millis(50)).await.unwrap_err().to_string();
+    assert!(error.contains("ends at sequence 0 but its archive at 25"), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,11 +27,13 @@ pub struct ArchiveSettings {
     /// Segment size limits: a backlog ships in segments this big.
     pub max_messages: usize,
     pub max_bytes: usize,
+    /// Replicas of the `sovd_archive` progress bucket.
+    pub replicas: usize,
 }
 
 impl Default for ArchiveSettings {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(5), max_messages: 20_000, max_bytes: 8 << 20 }
+        Self { interval: Duration::from_secs(5), max_messages: 20_000, max_bytes: 8 << 20, replicas: 1 }
     }
 }
 
@@ -52,7 +54,6 @@ pub struct StreamArchiver {
     stream: String,
     settings: ArchiveSettings,
     position: u64,
-    checkpoint: Option<String>,
     reader: Option<Reader>,
 }
 
@@ -87,9 +88,9 @@ impl StreamArchiver {
         stream: &str,
         settings: ArchiveSettings,
     ) -> anyhow::Result<Self> {
-        let (position, checkpoint) = archived_position(&storage, stream).await?;
+        let (position, _) = archived_position(&storage, stream).await?;
         tracing::info!(stream, position, location = storage.location(), "archive resumes");
-        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, checkpoint, reader: None })
+        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, reader: None })
     }
 
     /// The last sequence shipped.
@@ -105,6 +106,18 @@ impl StreamArchiver {
     /// (or a full segment), and ships it as one segment.
     pub async fn try_ship_next(&mut self, idle: Duration) -> anyhow::Result<Outcome> {
         if self.reader.is_none() {
+            // After a failure the last write's outcome is unknown (the store may have kept an
+            // object whose answer was lost): the storage says where the archive ends.
+            self.position = archived_position(&self.storage, &self.stream).await?.0;
+            let end = raw::extent(&self.js, &self.stream).await?.map_or(0, |e| e.last_sequence);
+            if end < self.position {
+                anyhow::bail!(
+                    "stream {} ends at sequence {end} but its archive at {}: the archive holds a history the stream \
+                     no longer has (a restore that did not move it aside?); nothing is shipped until that is resolved",
+                    self.stream,
+                    self.position
+                );
+            }
             let reader = raw::read_from(&self.js, &self.stream, self.position + 1).await?;
             self.reader = Some(Box::pin(reader));
         }
@@ -153,11 +166,15 @@ impl StreamArchiver {
         let segment = Segment { stream: self.stream.clone(), first: self.position + 1, last, messages };
         let (name, bytes) = segment.encode()?;
         self.storage.put(&name.key, bytes.into()).await?;
-        let checkpoint = Checkpoint { last_sequence: last, segment: name.key.clone(), at: OffsetDateTime::now_utc() };
-        self.storage.put(&layout::checkpoint_key(&self.stream), serde_json::to_vec(&checkpoint)?.into()).await?;
-        tracing::debug!(stream = %self.stream, first = segment.first, last, messages = count, "segment shipped");
+        // Shipped: the segment is the truth from here on, whatever happens to the checkpoint.
         self.position = last;
-        self.checkpoint = Some(name.key);
+        tracing::debug!(stream = %self.stream, first = segment.first, last, messages = count, "segment shipped");
+        let checkpoint = Checkpoint { last_sequence: last, segment: name.key, at: OffsetDateTime::now_utc() };
+        let hint = serde_json::to_vec(&checkpoint)?;
+        if let Err(error) = self.storage.put(&layout::checkpoint_key(&self.stream), hint.into()).await {
+            // Only slower: the next start lists the segments after the older checkpoint.
+            tracing::warn!(stream = %self.stream, error = format!("{error:#}"), "could not update the archive checkpoint");
+        }
         Ok(Outcome::Shipped { messages: count, last })
     }
 }
@@ -180,7 +197,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let js = store.jetstream().clone();
-    let bucket = sovd_nats::kv::open_bucket(&js, sovd_nats::kv::Bucket::Archive, 1).await?;
+    let bucket = sovd_nats::kv::open_bucket(&js, sovd_nats::kv::Bucket::Archive, settings.replicas).await?;
     let mut tasks = Vec::new();
     for stream in StreamName::ALL {
         let archiver = StreamArchiver::resume(js.clone(), storage.clone(), stream.as_str(), settings).await?;

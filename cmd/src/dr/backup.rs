@@ -78,7 +78,7 @@ pub async fn list_backups(storage: &Storage) -> anyhow::Result<Vec<Manifest>> {
             manifests.push(manifest);
         }
     }
-    manifests.sort_by(|a, b| a.backup_id.cmp(&b.backup_id));
+    manifests.sort_by(|a, b| (a.started_at, &a.backup_id).cmp(&(b.started_at, &b.backup_id)));
     Ok(manifests)
 }
 

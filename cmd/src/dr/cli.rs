@@ -44,8 +44,12 @@ pub struct ArchiveOptions {
 }
 
 impl ArchiveOptions {
-    pub fn settings(&self) -> ArchiveSettings {
-        ArchiveSettings { interval: Duration::from_secs(self.archive_interval_secs.max(1)), ..Default::default() }
+    pub fn settings(&self, replicas: usize) -> ArchiveSettings {
+        ArchiveSettings {
+            interval: Duration::from_secs(self.archive_interval_secs.max(1)),
+            replicas,
+            ..Default::default()
+        }
     }
 }
 
@@ -158,7 +162,7 @@ pub async fn run_archive(args: ArchiveArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     tracing::info!(location = storage.location(), interval_secs = args.archive.archive_interval_secs, "archiving");
-    archive::run(store, storage, args.archive.settings(), shutdown).await
+    archive::run(store, storage, args.archive.settings(args.nats.stream_replicas), shutdown).await
 }
 
 pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
@@ -185,6 +189,15 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         println!(
             "{:<28} {:>10} from the snapshot  {:>10} from {:>5} archive segments  last sequence {}",
             stream.stream, stream.from_snapshot, stream.from_archive, stream.segments, stream.last_sequence
+        );
+    }
+    if !restored.retired.backups.is_empty() || restored.retired.segments > 0 {
+        println!(
+            "moved aside (under superseded/ in {}), as they hold events past the restored point: backups {:?}, \
+             {} archive segments",
+            storage.location(),
+            restored.retired.backups,
+            restored.retired.segments
         );
     }
     let store = EventStore::new(client);

@@ -81,17 +81,18 @@ pub fn backup_of(key: &str) -> Option<&str> {
     key.strip_prefix("backups/")?.split('/').next().filter(|id| !id.is_empty())
 }
 
-/// A backup id that sorts by time: `20261129T143005Z-1a2b3c4d`.
+/// A backup id that sorts by time, to the microsecond: `20261129T143005.123456Z-1a2b3c4d`.
 pub fn new_backup_id(at: OffsetDateTime) -> String {
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
     format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z-{suffix}",
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:06}Z-{suffix}",
         at.year(),
         u8::from(at.month()),
         at.day(),
         at.hour(),
         at.minute(),
-        at.second()
+        at.second(),
+        at.microsecond()
     )
 }
 
@@ -221,7 +222,7 @@ mod tests {
     fn backup_ids_sort_by_time_and_keys_name_their_backup() {
         let earlier = new_backup_id(time::macros::datetime!(2026-11-29 09:05:03 UTC));
         let later = new_backup_id(time::macros::datetime!(2026-11-29 10:00:00 UTC));
-        assert!(earlier.starts_with("20261129T090503Z-") && earlier < later, "{earlier} {later}");
+        assert!(earlier.starts_with("20261129T090503.000000Z-") && earlier < later, "{earlier} {later}");
         assert_eq!(backup_of(&manifest_key(&earlier)), Some(earlier.as_str()));
         assert_eq!(backup_of("archive/SOVD_OPS/x.seg"), None);
     }

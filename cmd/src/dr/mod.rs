@@ -10,3 +10,4 @@ pub mod reconcile;
 pub mod restore;
 pub mod status;
 pub mod storage;
+pub mod timeline;

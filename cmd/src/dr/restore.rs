@@ -22,6 +22,7 @@ use super::backup::list_backups;
 use super::checksum::HashingWriter;
 use super::layout::{self, Manifest, Segment, SegmentName};
 use super::storage::Storage;
+use super::timeline::{Retired, retire_future};
 use crate::progress::Progress;
 
 /// How far a point-in-time restore goes.
@@ -101,6 +102,8 @@ pub struct RestoredStream {
 pub struct Restored {
     pub backup: Manifest,
     pub streams: Vec<RestoredStream>,
+    /// Backups and segments past the restored point, moved aside.
+    pub retired: Retired,
 }
 
 impl Restored {
@@ -129,7 +132,7 @@ pub fn choose_backup(manifests: Vec<Manifest>, options: &RestoreOptions, locatio
         return manifests
             .into_iter()
             .find(|m| &m.backup_id == id)
-            .with_context(|| format!("no backup {id} in {location} (`sovd restore --list` shows them)"));
+            .with_context(|| format!("no backup {id} in {location} (`sovd backup --list` shows them)"));
     }
     let fits = |manifest: &Manifest| match &options.until {
         None => true,
@@ -356,7 +359,9 @@ pub async fn restore(
         for stream in &fetched {
             streams.push(write_stream(client, &js, &manifest, stream, options).await?);
         }
-        Ok(Restored { backup: manifest.clone(), streams })
+        let label = format!("restore-{}", layout::new_backup_id(OffsetDateTime::now_utc()));
+        let retired = retire_future(storage, &manifest.backup_id, &streams, &label).await?;
+        Ok(Restored { backup: manifest.clone(), streams, retired })
     }
     .await;
     let _ = tokio::fs::remove_dir_all(&options.work_dir).await;

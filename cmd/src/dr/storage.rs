@@ -3,6 +3,7 @@
 //! environment and are never printed; the location shown everywhere carries none.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, PutPayload};
+use object_store::{ClientOptions, ObjectMeta, ObjectStore, PutPayload, RetryConfig};
 
 use crate::config::Redacted;
 
@@ -55,7 +56,15 @@ impl Storage {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             anyhow::ensure!(!bucket.is_empty(), "SOVD_BACKUP_URL {url}: no bucket after s3://");
-            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket).with_region(&args.s3_region);
+            // A few quick retries, not object_store's default of up to three minutes: the
+            // archive has its own backoff, and a failing store must show (ArchiveFailed,
+            // archive_lag_seconds) while the RPO is still small.
+            let retry = RetryConfig { max_retries: 3, retry_timeout: Duration::from_secs(15), ..Default::default() };
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(&args.s3_region)
+                .with_retry(retry)
+                .with_client_options(ClientOptions::new().with_connect_timeout(Duration::from_secs(5)));
             if let Some(endpoint) = &args.s3_endpoint {
                 builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
             }
@@ -158,6 +167,15 @@ impl Storage {
         found.retain(|(key, _)| key.as_str() > after);
         found.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(found)
+    }
+
+    /// Moves an object (copy, then delete): object stores have no rename.
+    pub async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.store
+            .copy(&self.path(from), &self.path(to))
+            .await
+            .with_context(|| format!("cannot copy object {from} to {to} in {}", self.location))?;
+        self.delete(from).await
     }
 
     pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
