@@ -23,10 +23,10 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
     let backup_id = layout::new_backup_id(started_at);
     let mut streams = Vec::new();
     for name in protected_streams() {
-        let Some(extent) = raw::extent(&js, &name).await? else {
+        if raw::extent(&js, &name).await?.is_none() {
             tracing::info!(stream = %name, "no such stream; nothing to back up");
             continue;
-        };
+        }
         let key = layout::snapshot_key(&backup_id, &name);
         let progress = Progress::new(name.clone(), 0, "bytes");
         let upload = BufWriter::new(storage.object_store(), storage.path(&key));
@@ -34,6 +34,7 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
         let taken = snapshot::snapshot(client, &name, &mut out, |bytes| progress.set(bytes, bytes))
             .await
             .with_context(|| format!("snapshot of {} failed", name))?;
+        let at_end = raw::extent(&js, &name).await?.unwrap_or_default();
         let (mut upload, sha256, bytes) = out.finish();
         upload.shutdown().await.with_context(|| format!("cannot write object {key} to {}", storage.location()))?;
         let state = &taken.state;
@@ -47,10 +48,8 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
             messages: number("messages"),
             first_sequence: number("first_seq"),
             last_sequence: number("last_seq"),
-            last_time: state["last_ts"]
-                .as_str()
-                .and_then(|t| OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok())
-                .or(extent.last_time),
+            last_sequence_at_end: at_end.last_sequence,
+            last_time_at_end: at_end.last_time,
             config: taken.config,
             state: taken.state,
         });

@@ -38,12 +38,16 @@ pub struct StreamBackup {
     pub object: String,
     pub bytes: u64,
     pub sha256: String,
+    /// Messages, first and last sequence when the snapshot began (the server's answer). The
+    /// snapshot holds at least these: events stored while it was taken may be in it too.
     pub messages: u64,
     pub first_sequence: u64,
     pub last_sequence: u64,
-    /// When its last message was stored: a point-in-time restore picks a backup by it.
+    /// The stream's last sequence and its time once the snapshot was complete: the snapshot
+    /// holds nothing after these. A point-in-time restore picks a backup by them.
+    pub last_sequence_at_end: u64,
     #[serde(with = "time::serde::rfc3339::option")]
-    pub last_time: Option<OffsetDateTime>,
+    pub last_time_at_end: Option<OffsetDateTime>,
     /// The stream configuration and state as JetStream reported them (JSON), which a restore
     /// hands back to the server.
     pub config: Value,

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use super::archive::archived_position;
 use super::backup::list_backups;
 use super::checksum::HashingWriter;
-use super::layout::{self, Manifest, Segment, SegmentName};
+use super::layout::{self, Manifest, Segment, SegmentName, StreamBackup};
 use super::storage::Storage;
 use super::timeline::{Retired, retire_future};
 use crate::progress::Progress;
@@ -136,9 +136,14 @@ pub fn choose_backup(manifests: Vec<Manifest>, options: &RestoreOptions, locatio
     }
     let fits = |manifest: &Manifest| match &options.until {
         None => true,
+        // By what each snapshot may hold at most, so none brings events past the point.
         Some(until) => manifest.streams.iter().filter(|s| StreamName::parse(&s.stream).is_some()).all(|s| {
-            s.last_sequence == 0
-                || until.allows(&s.stream, s.last_sequence, s.last_time.unwrap_or(OffsetDateTime::UNIX_EPOCH))
+            s.last_sequence_at_end == 0
+                || until.allows(
+                    &s.stream,
+                    s.last_sequence_at_end,
+                    s.last_time_at_end.unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                )
         }),
     };
     let oldest = manifests.first().map(|m| m.backup_id.clone()).unwrap_or_default();
@@ -271,6 +276,25 @@ async fn clear_the_way(js: &jetstream::Context, manifest: &Manifest, replace: bo
     Ok(())
 }
 
+/// A restored snapshot against its manifest: it holds at least what the server reported when
+/// the snapshot began and nothing stored after it was complete; an event stream has no holes.
+fn verify_snapshot(backup: &StreamBackup, messages: u64, last: u64) -> anyhow::Result<()> {
+    let stream = &backup.stream;
+    let (low, high) = (backup.last_sequence, backup.last_sequence_at_end.max(backup.last_sequence));
+    if last < low || last > high {
+        bail!("{stream} restored up to sequence {last}, the manifest says between {low} and {high}");
+    }
+    let events = StreamName::parse(stream).is_some();
+    if events && messages.checked_sub(backup.messages) != last.checked_sub(low) {
+        bail!(
+            "{stream} restored with {messages} messages up to {last}, the manifest says {} up to {low}: messages are \
+             missing",
+            backup.messages
+        );
+    }
+    Ok(())
+}
+
 /// Phase two for one stream: its snapshot, then its segments.
 async fn write_stream(
     client: &async_nats::Client,
@@ -289,12 +313,16 @@ async fn write_stream(
     .with_context(|| format!("restoring {} from object {}", fetched.stream, backup.object))?;
     let restored_last = state["last_seq"].as_u64().unwrap_or_default();
     let restored_messages = state["messages"].as_u64().unwrap_or_default();
-    if options.verify && (restored_messages, restored_last) != (backup.messages, backup.last_sequence) {
+    if options.verify {
+        verify_snapshot(backup, restored_messages, restored_last)?;
+    }
+    if let Some(Until::Sequences(map)) = &options.until
+        && map.get(&fetched.stream).is_some_and(|until| restored_last > *until)
+    {
         bail!(
-            "{} restored with {restored_messages} messages up to {restored_last}, the manifest says {} up to {}",
-            fetched.stream,
-            backup.messages,
-            backup.last_sequence
+            "backup {} holds {} up to sequence {restored_last}, past --until; choose an older one with --backup",
+            manifest.backup_id,
+            fetched.stream
         );
     }
     progress.finish(&format!("{}: {restored_messages} messages from the snapshot", fetched.stream));

@@ -34,7 +34,7 @@ pub async fn retire_future(
     for manifest in list_backups(storage).await? {
         let past_the_end = manifest.streams.iter().any(|s| {
             sovd_nats::StreamName::parse(&s.stream).is_some()
-                && end_of(&s.stream).is_some_and(|end| s.last_sequence > end)
+                && end_of(&s.stream).is_some_and(|end| s.last_sequence_at_end > end)
         });
         if manifest.backup_id.as_str() <= used || !past_the_end {
             continue;
