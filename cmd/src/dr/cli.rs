@@ -2,6 +2,7 @@
 //! on SOVD_OPS, so backups, archive failures and restores show in the audit trail.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -233,26 +234,40 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every read model built again from the restored log; returns `name=digest` for each.
+/// Every read model built again from the restored log, side by side (each in its own shadow
+/// schema, ADR 006); returns `name=digest` for each, in `Projection::ALL` order.
 async fn rebuild_projections(common: &CommonArgs, store: &EventStore) -> anyhow::Result<Vec<String>> {
-    let pool = PgPoolOptions::new().max_connections(4).connect(&common.database_url).await.context(
+    let pool = PgPoolOptions::new().max_connections(8).connect(&common.database_url).await.context(
         "cannot reach the read-model database (SOVD_DATABASE_URL); pass --skip-projections to restore the streams only",
     )?;
     sovd_projections::migrate(&pool).await?;
+    let progress = Progress::new("rebuild", 0, "sequences");
+    let each = Mutex::new(vec![(0u64, 0u64); Projection::ALL.len()]);
+    let rebuilds = Projection::ALL.into_iter().enumerate().map(|(index, projection)| {
+        let (pool, progress, each) = (&pool, &progress, &each);
+        async move {
+            let report = |p: sovd_projections::rebuild::RebuildProgress| {
+                if let Ok(mut each) = each.lock() {
+                    each[index] = (p.done, p.total);
+                    let (done, total) = each.iter().fold((0, 0), |(d, t), (pd, pt)| (d + pd, t + pt));
+                    progress.set(done, total);
+                }
+            };
+            sovd_projections::rebuild::rebuild(pool, store, projection, &report)
+                .await
+                .with_context(|| format!("rebuilding {} failed", projection.name()))
+        }
+    });
+    let rebuilt = futures::future::try_join_all(rebuilds).await?;
+    progress.finish("every read model rebuilt");
     let mut digests = Vec::new();
-    for projection in Projection::ALL {
-        let name = projection.name();
-        let progress = Progress::new(format!("rebuild {name}"), 0, "sequences");
-        let report = |p: sovd_projections::rebuild::RebuildProgress| progress.set(p.done, p.total);
-        let rebuilt = sovd_projections::rebuild::rebuild(&pool, store, projection, &report)
-            .await
-            .with_context(|| format!("rebuilding {name} failed"))?;
-        progress.finish(&format!(
-            "{name}: {} events into {} rows in {:.1} s",
-            rebuilt.events, rebuilt.rows, rebuilt.seconds
-        ));
-        println!("{name:<10} {} rows  digest {}", rebuilt.rows, rebuilt.digest);
-        digests.push(format!("{name}={}", rebuilt.digest));
+    for done in rebuilt {
+        let name = done.projection.name();
+        println!(
+            "{name:<10} {:>9} rows from {:>9} events in {:>6.1} s  digest {}",
+            done.rows, done.events, done.seconds, done.digest
+        );
+        digests.push(format!("{name}={}", done.digest));
     }
     Ok(digests)
 }
