@@ -155,12 +155,15 @@ async fn drill(env: Vec<(String, String)>) {
     let page = stack.get(&admin, "/api/v1/commands?limit=1").await;
     let total = page.headers()["x-total-count"].to_str().unwrap().to_owned();
     assert_eq!(total, accepted.len().to_string(), "the history lists every accepted command");
-    stack
-        .wait_until(|| async {
-            let audit: Value = stack.get(&admin, "/api/v1/audit?action=restore_completed").await.json().await.unwrap();
-            audit.to_string().contains("restore_completed")
-        })
-        .await;
+    for action in ["backup_completed", "restore_completed"] {
+        stack
+            .wait_until(|| async {
+                let audit: Value =
+                    stack.get(&admin, &format!("/api/v1/audit?action={action}")).await.json().await.unwrap();
+                audit.to_string().contains(action)
+            })
+            .await;
+    }
 }
 
 #[tokio::test]

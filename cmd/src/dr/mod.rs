@@ -11,3 +11,4 @@ pub mod restore;
 pub mod status;
 pub mod storage;
 pub mod timeline;
+pub mod until;
