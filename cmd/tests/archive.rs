@@ -211,6 +211,7 @@ async fn a_restore_into_a_new_server_stops_at_the_time_or_sequence_asked_for() {
         until: Some(until),
         replace: false,
         verify: true,
+        replicas: 1,
         work_dir: dir.join(format!("work-{}", Uuid::new_v4())),
     };
     // By sequence first: a restore moves aside what lies past its point, so the later
@@ -252,6 +253,7 @@ async fn after_a_point_in_time_restore_the_archive_continues_the_restored_histor
         until: Some("commands:20".parse().unwrap()),
         replace: false,
         verify: true,
+        replicas: 1,
         work_dir: dir.join("work"),
     };
     let restored = restore::restore(&new.client().await, &storage, &options).await.unwrap();

@@ -180,6 +180,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         until: args.until.clone(),
         replace: args.replace,
         verify: args.verify,
+        replicas: args.common.nats.stream_replicas,
         work_dir: args
             .work_dir
             .clone()

@@ -34,6 +34,9 @@ pub struct RestoreOptions {
     pub verify: bool,
     /// Where fetched objects wait (removed afterwards).
     pub work_dir: PathBuf,
+    /// Replicas of every restored stream (a backup of a 3-node cluster restores into one
+    /// node with 1).
+    pub replicas: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,7 +257,9 @@ async fn write_stream(
     let backup = manifest.stream(&fetched.stream).context("stream not in the manifest")?;
     let progress = Progress::new(fetched.stream.clone(), backup.bytes, "bytes");
     let mut input = tokio::io::BufReader::new(tokio::fs::File::open(&fetched.snapshot).await?);
-    let state = snapshot::restore(client, &fetched.stream, &backup.config, &backup.state, &mut input, |done| {
+    let mut config = backup.config.clone();
+    config["num_replicas"] = options.replicas.max(1).into();
+    let state = snapshot::restore(client, &fetched.stream, &config, &backup.state, &mut input, |done| {
         progress.set(done, backup.bytes)
     })
     .await
