@@ -3,7 +3,7 @@
 //! ```text
 //! backups/<backup_id>/<STREAM>.snap        JetStream snapshot of one stream (opaque bytes)
 //! backups/<backup_id>/manifest.json        written last: a backup without one does not exist
-//! archive/<STREAM>/<first>-<last>-<sha256>.seg   the stream's messages first..=last (postcard)
+//! archive/<STREAM>/<first>-<last>-<sha256>.seg   the stream's messages first..=last (postcard, LZ4)
 //! archive/<STREAM>/checkpoint.json         the last segment shipped (a hint; the segments are the truth)
 //! ```
 //! Sequences in segment names are zero-padded to 20 digits, so names sort in stream order;
@@ -157,9 +157,10 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// The bytes to store and the name they go under.
+    /// The bytes to store (postcard, LZ4-compressed with its length in front) and the name
+    /// they go under.
     pub fn encode(&self) -> anyhow::Result<(SegmentName, Vec<u8>)> {
-        let bytes = postcard::to_stdvec(self)?;
+        let bytes = lz4_flex::compress_prepend_size(&postcard::to_stdvec(self)?);
         Ok((SegmentName::new(&self.stream, self.first, self.last, &sha256_hex(&bytes)), bytes))
     }
 
@@ -172,8 +173,9 @@ impl Segment {
             name.key,
             name.sha256
         );
-        let segment: Self = postcard::from_bytes(bytes)
-            .map_err(|e| anyhow::anyhow!("archive object {} cannot be read: {e}", name.key))?;
+        let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("archive object {} cannot be read: {e}", name.key);
+        let plain = lz4_flex::decompress_size_prepended(bytes).map_err(|e| unreadable(&e))?;
+        let segment: Self = postcard::from_bytes(&plain).map_err(|e| unreadable(&e))?;
         anyhow::ensure!(
             segment.first == name.first && segment.last == name.last,
             "archive object {} holds sequences {}..={}, not what its name says",
