@@ -128,13 +128,21 @@ async fn a_storage_outage_is_recorded_once_and_the_archive_catches_up_without_a_
     assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=90).collect::<Vec<_>>());
     let failures = wait_for_failures(&store, &["SOVD_COMMANDS", "SOVD_OPS"]).await;
     assert_eq!(failures.len(), 2, "one ArchiveFailed per failing stream, not one per retry: {failures:?}");
+    // The stream that recorded the failures is archived whole as well.
+    let ops = store.last_sequence(StreamName::Ops).await.unwrap();
+    wait_archived_stream(&storage, "SOVD_OPS", ops).await;
+    assert_eq!(archived_sequences(&storage, "SOVD_OPS").await, (1..=ops).collect::<Vec<_>>());
     let _ = stop.send(true);
     running.await.unwrap().unwrap();
 }
 
 async fn wait_archived(storage: &Storage, last: u64) {
+    wait_archived_stream(storage, "SOVD_COMMANDS", last).await;
+}
+
+async fn wait_archived_stream(storage: &Storage, stream: &str, last: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while archived_position(storage, "SOVD_COMMANDS").await.map(|p| p.0).unwrap_or(0) < last {
+    while archived_position(storage, stream).await.map(|p| p.0).unwrap_or(0) < last {
         assert!(Instant::now() < deadline, "the archive did not reach {last} within 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

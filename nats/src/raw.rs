@@ -96,7 +96,7 @@ pub async fn read_from(
         .await
         .map_err(unavailable)?;
     let messages = consumer.messages().await.map_err(unavailable)?;
-    Ok(messages.map(|message| {
+    let copies = messages.map(|message| {
         let message = message.map_err(unavailable)?;
         let info = message.info().map_err(unavailable)?;
         let (sequence, pending, published) = (info.stream_sequence, info.pending, info.published);
@@ -108,7 +108,9 @@ pub async fn read_from(
             payload: message.payload.clone(),
         };
         Ok((raw, pending))
-    }))
+    });
+    // See `store::before`: a recreated consumer may start over from the first message.
+    Ok(copies.filter(move |copy| std::future::ready(!crate::store::before(copy, start, |(m, _)| m.sequence))))
 }
 
 fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {

@@ -167,7 +167,8 @@ impl EventStore {
     ) -> Result<impl futures::Stream<Item = Result<StoredEvent, ReadError>> + use<>, ReadError> {
         let consumer = self.ordered_consumer(stream, filter, Start::Sequence(start_sequence)).await?;
         let messages = consumer.messages().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-        Ok(messages.map(move |message| decode_message(stream, message).map(|tail| tail.stored)))
+        let events = messages.map(move |message| decode_message(stream, message).map(|tail| tail.stored));
+        Ok(events.filter(move |event| std::future::ready(!before(event, start_sequence, |e| e.stream_sequence))))
     }
 
     async fn ordered_consumer(
@@ -243,8 +244,24 @@ impl EventStore {
         let mut consumer = self.ordered_consumer(stream, filter, start).await?;
         let pending = consumer.info().await.map_err(|e| unavailable(&e))?.num_pending;
         let messages = consumer.messages().await.map_err(|e| unavailable(&e))?;
-        Ok(Tail { pending, events: Box::pin(messages.map(move |message| decode_message(stream, message))) })
+        let first = match start {
+            Start::Sequence(sequence) => sequence,
+            Start::Time(_) => 0,
+        };
+        let events = messages
+            .map(move |message| decode_message(stream, message))
+            .filter(move |event| std::future::ready(!before(event, first, |e| e.stored.stream_sequence)));
+        Ok(Tail { pending, events: Box::pin(events) })
     }
+}
+
+/// True for a message before the sequence a read started at. An ordered consumer that
+/// must be recreated before it delivered anything (a missed heartbeat under load) starts
+/// again from the stream's first message, whatever start it was created with (async-nats
+/// 0.51 `recreate_consumer_stream`); such early messages are dropped here, so a read from
+/// sequence N never yields anything before N.
+pub(crate) fn before<T, E>(item: &Result<T, E>, start: u64, sequence: impl Fn(&T) -> u64) -> bool {
+    matches!(item, Ok(value) if sequence(value) < start)
 }
 
 /// A direct get's answer as a stored event; "no message" is `None`.

@@ -119,3 +119,35 @@ async fn a_stopped_server_is_reported_as_unavailable_and_retryable() {
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
 }
+
+/// An ordered read from sequence N whose consumer is lost before it delivered anything is
+/// recreated by async-nats from the stream's first message; the reads drop what lies before N.
+#[tokio::test]
+async fn a_read_from_a_sequence_never_goes_back_when_its_consumer_is_recreated() {
+    use futures::{StreamExt, TryStreamExt};
+    let server = NatsServer::start().await;
+    let store = EventStore::new(server.client().await);
+    store.ensure_streams(1).await.unwrap();
+    let append = || async {
+        let id = CommandId::new();
+        let meta = EventMeta::new("corr", "user:test");
+        store.append(&Subject::command(&vin(), id), &requested(id), &meta, AppendOptions::default()).await.unwrap()
+    };
+    for _ in 0..5 {
+        append().await;
+    }
+    let mut events = store.ordered(StreamName::Commands, "sovd.cmd.>", 6).await.unwrap();
+    let mut copies = sovd_nats::raw::read_from(store.jetstream(), "SOVD_COMMANDS", 6).await.unwrap();
+    let stream = store.jetstream().get_stream("SOVD_COMMANDS").await.unwrap();
+    let consumers: Vec<String> = stream.consumer_names().try_collect().await.unwrap();
+    assert_eq!(consumers.len(), 2, "{consumers:?}");
+    for name in consumers {
+        stream.delete_consumer(&name).await.unwrap();
+    }
+    assert_eq!(append().await.sequence, 6);
+    let wait = std::time::Duration::from_secs(30);
+    let event = tokio::time::timeout(wait, events.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(event.stream_sequence, 6, "the read resumes where it started, not at the first event");
+    let (copy, _) = tokio::time::timeout(wait, copies.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(copy.sequence, 6);
+}

@@ -161,6 +161,16 @@ impl StreamArchiver {
     }
 
     async fn ship(&mut self, messages: Vec<RawMessage>) -> anyhow::Result<Outcome> {
+        let mut previous = self.position;
+        for message in &messages {
+            anyhow::ensure!(
+                message.sequence > previous,
+                "the read of {} gave sequence {} after {previous}: out of order, nothing shipped",
+                self.stream,
+                message.sequence
+            );
+            previous = message.sequence;
+        }
         let last = messages.last().map_or(self.position, |m| m.sequence);
         let count = messages.len();
         let segment = Segment { stream: self.stream.clone(), first: self.position + 1, last, messages };
