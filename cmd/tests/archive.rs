@@ -103,7 +103,17 @@ async fn a_restarted_archive_continues_where_its_segments_end() {
     ship_until(&mut archiver, 150).await;
     // Nothing new: the step says so instead of writing an empty segment.
     assert_eq!(archiver.try_ship_next(Duration::from_millis(50)).await.unwrap(), Outcome::Idle);
+    assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=150).collect::<Vec<_>>());
+    drop(archiver);
 
+    // The newest segment is lost while its checkpoint survives (a store that did not sync):
+    // the segments decide, and what was lost is shipped again.
+    let segments = storage.list(&layout::archive_prefix("SOVD_COMMANDS")).await.unwrap();
+    let newest = segments.iter().filter_map(|(k, _)| SegmentName::parse(k)).max_by_key(|s| s.last).unwrap();
+    storage.delete(&newest.key).await.unwrap();
+    let mut archiver = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
+    assert_eq!(archiver.position(), newest.first - 1);
+    ship_until(&mut archiver, 150).await;
     assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=150).collect::<Vec<_>>());
 }
 

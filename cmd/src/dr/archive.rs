@@ -57,14 +57,25 @@ pub struct StreamArchiver {
     reader: Option<Reader>,
 }
 
+/// The archive's checkpoint of `stream`: how far it says it has shipped, and in which segment.
+pub async fn checkpoint(storage: &Storage, stream: &str) -> anyhow::Result<Option<Checkpoint>> {
+    let key = layout::checkpoint_key(stream);
+    match storage.get_optional(&key).await? {
+        Some(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not an archive checkpoint"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Where the archive of `stream` ends: the last sequence shipped and its segment's key.
 pub async fn archived_position(storage: &Storage, stream: &str) -> anyhow::Result<(u64, Option<String>)> {
-    let hint = match storage.get_optional(&layout::checkpoint_key(stream)).await? {
-        Some(bytes) => Some(
-            serde_json::from_slice::<Checkpoint>(&bytes)
-                .with_context(|| format!("object {} is not an archive checkpoint", layout::checkpoint_key(stream)))?,
-        ),
-        None => None,
+    // A checkpoint whose segment is gone (a crash of a store that does not sync, say) says
+    // nothing here: the segments decide, and the archiver ships the rest again. A restore
+    // still holds the archive to the checkpoint's word (`restore::archive_after`).
+    let hint = match checkpoint(storage, stream).await? {
+        Some(checkpoint) if !storage.exists(&checkpoint.segment).await? => None,
+        hint => hint,
     };
     let prefix = layout::archive_prefix(stream);
     // Segments written after the checkpoint (a crash between the two) count as well.

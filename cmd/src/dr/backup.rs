@@ -113,11 +113,17 @@ pub async fn prune(storage: &Storage, keep: usize) -> anyhow::Result<Pruned> {
         }
     }
     for stream in &oldest_kept.streams {
-        for (key, _) in storage.list(&layout::archive_prefix(&stream.stream)).await? {
-            if SegmentName::parse(&key).is_some_and(|segment| segment.last <= stream.last_sequence) {
-                storage.delete(&key).await?;
-                pruned.segments += 1;
-            }
+        let segments: Vec<SegmentName> = storage
+            .list(&layout::archive_prefix(&stream.stream))
+            .await?
+            .iter()
+            .filter_map(|(key, _)| SegmentName::parse(key))
+            .collect();
+        // The newest segment stays whatever it holds: the archive's checkpoint points at it.
+        let newest = segments.iter().map(|s| s.last).max();
+        for segment in segments.iter().filter(|s| s.last <= stream.last_sequence && Some(s.last) != newest) {
+            storage.delete(&segment.key).await?;
+            pruned.segments += 1;
         }
     }
     Ok(pruned)

@@ -14,7 +14,7 @@ use sovd_nats::snapshot;
 use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
-use super::archive::archived_position;
+use super::archive::{archived_position, checkpoint};
 use super::backup::list_backups;
 use super::checksum::HashingWriter;
 use super::layout::{self, Manifest, Segment, SegmentName, StreamBackup};
@@ -194,7 +194,8 @@ async fn archive_after(
         next = segment.last + 1;
         chain.push((segment, meta.size));
     }
-    let (archived, _) = archived_position(storage, stream).await?;
+    let claimed = checkpoint(storage, stream).await?.map_or(0, |c| c.last_sequence);
+    let archived = archived_position(storage, stream).await?.0.max(claimed);
     if archived >= next && stop.is_none_or(|stop| stop >= next) {
         bail!(
             "the archive of {stream} reaches sequence {archived} by its checkpoint, but no object holds {next}..{archived}"

@@ -135,6 +135,15 @@ impl Storage {
         }
     }
 
+    /// Whether `key` exists.
+    pub async fn exists(&self, key: &str) -> anyhow::Result<bool> {
+        match self.store.head(&self.path(key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot look up object {key} in {}", self.location)),
+        }
+    }
+
     pub async fn head(&self, key: &str) -> anyhow::Result<ObjectMeta> {
         self.store
             .head(&self.path(key))

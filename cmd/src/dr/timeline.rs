@@ -74,9 +74,14 @@ async fn retire_segments(storage: &Storage, stream: &str, end: u64, label: &str)
         moved += 1;
     }
     if moved > 0 {
-        let checkpoint =
-            Checkpoint { last_sequence: end, segment: last_kept.unwrap_or_default(), at: OffsetDateTime::now_utc() };
-        storage.put(&layout::checkpoint_key(stream), serde_json::to_vec(&checkpoint)?.into()).await?;
+        match last_kept {
+            Some(segment) => {
+                let checkpoint = Checkpoint { last_sequence: end, segment, at: OffsetDateTime::now_utc() };
+                storage.put(&layout::checkpoint_key(stream), serde_json::to_vec(&checkpoint)?.into()).await?;
+            }
+            // Nothing of the archive is left before the point: the segments decide from now on.
+            None => storage.delete(&layout::checkpoint_key(stream)).await?,
+        }
     }
     Ok(moved)
 }
