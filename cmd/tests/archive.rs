@@ -316,3 +316,30 @@ async fn after_a_point_in_time_restore_the_archive_continues_the_restored_histor
     assert!(error.contains("ends at sequence 0 but its archive at 25"), "{error}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_second_archiver_on_the_same_storage_is_refused_and_leaves_no_gap_or_overlap() {
+    let nats = NatsServer::start().await;
+    let store = store(&nats).await;
+    let dir = std::env::temp_dir().join(format!("sovd-two-{}", Uuid::new_v4()));
+    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let js = store.jetstream().clone();
+    let mut first = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
+    let mut second = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
+
+    // Both are reading when the events arrive; the first ships them.
+    assert_eq!(second.try_ship_next(Duration::from_millis(50)).await.unwrap(), Outcome::Idle);
+    append(&store, 20).await;
+    ship_until(&mut first, 20).await;
+    let error = second.try_ship_next(Duration::from_secs(5)).await.unwrap_err().to_string();
+    assert!(error.contains("is a second one writing"), "{error}");
+    // Its next step starts from what is in storage.
+    append(&store, 10).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while second.position() < 30 {
+        assert!(Instant::now() < deadline, "the second archiver did not catch up");
+        second.try_ship_next(Duration::from_millis(200)).await.unwrap();
+    }
+    assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=30).collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -42,6 +42,8 @@ pub struct StreamExtent {
     pub last_sequence: u64,
     /// When its last message was stored (None when it is empty).
     pub last_time: Option<OffsetDateTime>,
+    /// When the stream was created: a restore or a new cluster makes a new one.
+    pub created: Option<OffsetDateTime>,
 }
 
 /// The streams a backup covers: every event stream, then every key-value bucket (sessions,
@@ -68,8 +70,10 @@ pub async fn extent(js: &jetstream::Context, stream: &str) -> Result<Option<Stre
         }
         Err(e) => return Err(unavailable(format!("stream {stream}: {e}"))),
     };
-    let state = handle.info().await.map_err(unavailable)?.state.clone();
+    let info = handle.info().await.map_err(unavailable)?;
+    let (state, created) = (info.state.clone(), info.created);
     Ok(Some(StreamExtent {
+        created: Some(created),
         messages: state.messages,
         first_sequence: state.first_sequence,
         last_sequence: state.last_sequence,

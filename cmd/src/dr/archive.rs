@@ -55,6 +55,8 @@ pub struct StreamArchiver {
     settings: ArchiveSettings,
     position: u64,
     reader: Option<Reader>,
+    /// When the stream being read was created, as seen when the read began.
+    created: Option<OffsetDateTime>,
 }
 
 /// The archive's checkpoint of `stream`: how far it says it has shipped, and in which segment.
@@ -101,7 +103,7 @@ impl StreamArchiver {
     ) -> anyhow::Result<Self> {
         let (position, _) = archived_position(&storage, stream).await?;
         tracing::info!(stream, position, location = storage.location(), "archive resumes");
-        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, reader: None })
+        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, reader: None, created: None })
     }
 
     /// The last sequence shipped.
@@ -120,7 +122,9 @@ impl StreamArchiver {
             // After a failure the last write's outcome is unknown (the store may have kept an
             // object whose answer was lost): the storage says where the archive ends.
             self.position = archived_position(&self.storage, &self.stream).await?.0;
-            let end = raw::extent(&self.js, &self.stream).await?.map_or(0, |e| e.last_sequence);
+            let extent = raw::extent(&self.js, &self.stream).await?.unwrap_or_default();
+            self.created = extent.created;
+            let end = extent.last_sequence;
             if end < self.position {
                 anyhow::bail!(
                     "stream {} ends at sequence {end} but its archive at {}: the archive holds a history the stream \
@@ -182,6 +186,23 @@ impl StreamArchiver {
             );
             previous = message.sequence;
         }
+        // Nothing but this archiver may have moved the archive, and the stream must be the
+        // one the read began on (a restore or a new cluster makes a new one): otherwise two
+        // histories would mix. Either way the next step starts over from the storage.
+        let created = raw::extent(&self.js, &self.stream).await?.and_then(|e| e.created);
+        anyhow::ensure!(
+            created == self.created,
+            "stream {} was created again since this read began (a restore or a new cluster); starting over",
+            self.stream
+        );
+        let (stored, _) = archived_position(&self.storage, &self.stream).await?;
+        anyhow::ensure!(
+            stored == self.position,
+            "the archive of {} moved from {} to {stored} under this archiver: is a second one writing to {}?",
+            self.stream,
+            self.position,
+            self.storage.location()
+        );
         let last = messages.last().map_or(self.position, |m| m.sequence);
         let count = messages.len();
         let segment = Segment { stream: self.stream.clone(), first: self.position + 1, last, messages };
