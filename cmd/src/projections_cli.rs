@@ -5,7 +5,7 @@
 use anyhow::Context;
 use sovd_domain::Event;
 use sovd_domain::events::ProjectionRebuilt;
-use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, Subject};
+use sovd_nats::{EventStore, OpsKind};
 use sovd_projections::apply::Projection;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
@@ -75,9 +75,8 @@ async fn rebuild(pool: &sqlx::PgPool, store: &EventStore, projection: Projection
         started_at,
         finished_at: OffsetDateTime::now_utc(),
     });
-    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), operator());
     store
-        .append(&Subject::ops(OpsKind::Projections), &event, &meta, AppendOptions::default())
+        .record_operation(OpsKind::Projections, &event, &operator())
         .await
         .context("the rebuild is done, but recording it on SOVD_OPS failed")?;
     Ok(())

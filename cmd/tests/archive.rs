@@ -9,16 +9,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::s3::{S3Server, local_env, storage_args};
-use futures::future::join_all;
 use sovd::dr::archive::{self, ArchiveSettings, Outcome, StreamArchiver, archived_position};
 use sovd::dr::backup;
 use sovd::dr::layout::{self, Segment, SegmentName};
 use sovd::dr::restore::{self, RestoreOptions, Until};
 use sovd::dr::storage::Storage;
-use sovd_domain::events::CommandRequested;
-use sovd_domain::{CommandId, EcuAddress, Event, Operation, UserId, VehicleId, Vin};
-use sovd_nats::testing::NatsServer;
-use sovd_nats::{AppendOptions, EventMeta, EventStore, StreamName, Subject};
+use sovd_domain::Event;
+use sovd_nats::testing::{NatsServer, append_requests};
+use sovd_nats::{EventStore, StreamName};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -29,33 +27,10 @@ async fn store(server: &NatsServer) -> EventStore {
     store
 }
 
-/// Appends `count` command requests; returns their ids in order.
-async fn append(store: &EventStore, count: usize) -> Vec<CommandId> {
-    let vin = Vin::parse("1HGBH41JXMN109186").unwrap();
-    let mut ids = Vec::new();
-    for batch in (0..count).collect::<Vec<_>>().chunks(50) {
-        let appended = join_all(batch.iter().map(|_| {
-            let (store, vin) = (store, vin.clone());
-            async move {
-                let id = CommandId::new();
-                let event = Event::CommandRequested(CommandRequested {
-                    command_id: id,
-                    vehicle_id: VehicleId::from_uuid(Uuid::nil()),
-                    vin: vin.clone(),
-                    user_id: UserId::from_uuid(Uuid::nil()),
-                    operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
-                    requested_at: OffsetDateTime::now_utc(),
-                    timeout_ms: None,
-                });
-                let meta = EventMeta::new(format!("corr-{id}"), "user:test");
-                store.append(&Subject::command(&vin, id), &event, &meta, AppendOptions::default()).await.unwrap();
-                id
-            }
-        }))
-        .await;
-        ids.extend(appended);
-    }
-    ids
+/// Storage in a fresh temporary directory (the caller removes it).
+fn local_storage(name: &str) -> (Storage, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("sovd-{name}-{}", Uuid::new_v4()));
+    (Storage::open(&storage_args(&local_env(&dir))).unwrap(), dir)
 }
 
 /// Every archived sequence of `stream`, in segment order, checked against the segment names.
@@ -92,12 +67,12 @@ async fn a_restarted_archive_continues_where_its_segments_end() {
     let storage = Storage::open(&storage_args(&s3.env())).unwrap();
     let js = store.jetstream().clone();
 
-    append(&store, 100).await;
+    append_requests(&store, 100).await;
     let mut archiver = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
     ship_until(&mut archiver, 100).await;
     drop(archiver);
 
-    append(&store, 50).await;
+    append_requests(&store, 50).await;
     let mut archiver = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
     assert_eq!(archiver.position(), 100, "a restart resumes at the last archived sequence");
     ship_until(&mut archiver, 150).await;
@@ -126,10 +101,10 @@ async fn a_storage_outage_is_recorded_once_and_the_archive_catches_up_without_a_
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(archive::run(store.clone(), storage.clone(), settings(), shutdown));
 
-    append(&store, 30).await;
+    append_requests(&store, 30).await;
     wait_archived(&storage, 30).await;
     s3.kill();
-    append(&store, 60).await;
+    append_requests(&store, 60).await;
     // SOVD_COMMANDS fails, and so does SOVD_OPS, which now holds that ArchiveFailed event.
     wait_for_failures(&store, &["SOVD_COMMANDS", "SOVD_OPS"]).await;
 
@@ -184,15 +159,14 @@ async fn wait_for_failures(store: &EventStore, streams: &[&str]) -> Vec<String> 
 async fn backups_are_pruned_to_the_newest_n_with_the_segments_they_make_unnecessary() {
     let nats = NatsServer::start().await;
     let store = store(&nats).await;
-    let dir = std::env::temp_dir().join(format!("sovd-prune-{}", Uuid::new_v4()));
-    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let (storage, dir) = local_storage("prune");
     let client = nats.client().await;
     let mut archiver =
         StreamArchiver::resume(store.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
 
     let mut ids = Vec::new();
     for round in 1..=3u64 {
-        append(&store, 20).await;
+        append_requests(&store, 20).await;
         ship_until(&mut archiver, round * 20).await;
         ids.push(backup::backup(&client, &storage).await.unwrap().backup_id);
     }
@@ -211,17 +185,16 @@ async fn backups_are_pruned_to_the_newest_n_with_the_segments_they_make_unnecess
 async fn a_restore_into_a_new_server_stops_at_the_time_or_sequence_asked_for() {
     let nats = NatsServer::start().await;
     let store = store(&nats).await;
-    let dir = std::env::temp_dir().join(format!("sovd-pitr-{}", Uuid::new_v4()));
-    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let (storage, dir) = local_storage("pitr");
     let mut archiver =
         StreamArchiver::resume(store.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
 
-    append(&store, 10).await;
+    append_requests(&store, 10).await;
     backup::backup(&nats.client().await, &storage).await.unwrap();
-    let kept = append(&store, 25).await;
+    let kept = append_requests(&store, 25).await;
     // The server stamps each message when it stores it: later appends are after this.
     let point = OffsetDateTime::now_utc();
-    append(&store, 15).await;
+    append_requests(&store, 15).await;
     ship_until(&mut archiver, 50).await;
 
     let options = |until: Until| RestoreOptions {
@@ -253,15 +226,14 @@ async fn a_restore_into_a_new_server_stops_at_the_time_or_sequence_asked_for() {
 async fn after_a_point_in_time_restore_the_archive_continues_the_restored_history() {
     let old = NatsServer::start().await;
     let store_old = store(&old).await;
-    let dir = std::env::temp_dir().join(format!("sovd-timeline-{}", Uuid::new_v4()));
-    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let (storage, dir) = local_storage("timeline");
     let mut archiver =
         StreamArchiver::resume(store_old.jetstream().clone(), storage.clone(), "SOVD_COMMANDS", settings())
             .await
             .unwrap();
-    append(&store_old, 10).await;
+    append_requests(&store_old, 10).await;
     let first = backup::backup(&old.client().await, &storage).await.unwrap().backup_id;
-    append(&store_old, 20).await;
+    append_requests(&store_old, 20).await;
     ship_until(&mut archiver, 30).await;
     let second = backup::backup(&old.client().await, &storage).await.unwrap().backup_id;
 
@@ -290,7 +262,7 @@ async fn after_a_point_in_time_restore_the_archive_continues_the_restored_histor
             .await
             .unwrap();
     assert_eq!(archiver.position(), 20);
-    let fresh = append(&store_new, 5).await;
+    let fresh = append_requests(&store_new, 5).await;
     ship_until(&mut archiver, 25).await;
     assert_eq!(archived_sequences(&storage, "SOVD_COMMANDS").await, (1..=25).collect::<Vec<_>>());
     let (key, _) = storage
@@ -321,20 +293,19 @@ async fn after_a_point_in_time_restore_the_archive_continues_the_restored_histor
 async fn a_second_archiver_on_the_same_storage_is_refused_and_leaves_no_gap_or_overlap() {
     let nats = NatsServer::start().await;
     let store = store(&nats).await;
-    let dir = std::env::temp_dir().join(format!("sovd-two-{}", Uuid::new_v4()));
-    let storage = Storage::open(&storage_args(&local_env(&dir))).unwrap();
+    let (storage, dir) = local_storage("two");
     let js = store.jetstream().clone();
     let mut first = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
     let mut second = StreamArchiver::resume(js.clone(), storage.clone(), "SOVD_COMMANDS", settings()).await.unwrap();
 
     // Both are reading when the events arrive; the first ships them.
     assert_eq!(second.try_ship_next(Duration::from_millis(50)).await.unwrap(), Outcome::Idle);
-    append(&store, 20).await;
+    append_requests(&store, 20).await;
     ship_until(&mut first, 20).await;
     let error = second.try_ship_next(Duration::from_secs(5)).await.unwrap_err().to_string();
     assert!(error.contains("is a second one writing"), "{error}");
     // Its next step starts from what is in storage.
-    append(&store, 10).await;
+    append_requests(&store, 10).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     while second.position() < 30 {
         assert!(Instant::now() < deadline, "the second archiver did not catch up");

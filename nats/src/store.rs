@@ -9,7 +9,7 @@ use sovd_domain::Event;
 use crate::envelope::{self, EventMeta, StoredEvent};
 use crate::error::{AppendError, ReadError};
 use crate::streams::StreamName;
-use crate::subjects::Subject;
+use crate::subjects::{OpsKind, Subject};
 
 /// Concurrency and de-duplication for one append.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +89,13 @@ impl EventStore {
         Ok(Appended { sequence: ack.sequence, duplicate: ack.duplicate })
     }
 
+    /// Records what an operator or an operations worker did (`actor`) on SOVD_OPS, as its
+    /// own correlation.
+    pub async fn record_operation(&self, kind: OpsKind, event: &Event, actor: &str) -> Result<Appended, AppendError> {
+        let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), actor);
+        self.append(&Subject::ops(kind), event, &meta, AppendOptions::default()).await
+    }
+
     /// The last event on a subject, or `None` when the subject is empty.
     pub async fn last_on_subject(&self, stream: StreamName, subject: &str) -> Result<Option<StoredEvent>, ReadError> {
         let handle = self.stream_handle(stream).await?;
@@ -114,13 +121,10 @@ impl EventStore {
 
     /// The stream's last sequence (0 when it has never held a message).
     pub async fn last_sequence(&self, stream: StreamName) -> Result<u64, ReadError> {
-        let mut handle = self
-            .js
-            .get_stream(stream.as_str())
-            .await
-            .map_err(|e| ReadError::Unavailable(format!("stream {}: {e}", stream.as_str())))?;
-        let info = handle.info().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
-        Ok(info.state.last_sequence)
+        let extent = crate::raw::extent(&self.js, stream.as_str()).await?;
+        extent
+            .map(|e| e.last_sequence)
+            .ok_or_else(|| ReadError::Unavailable(format!("stream {} does not exist", stream.as_str())))
     }
 
     /// Every event on the subjects matching `filter`, in stream order, up to the last one

@@ -101,3 +101,41 @@ impl Drop for NatsServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// Appends `count` ReadDTC requests for one vehicle, 50 in flight at a time, in order;
+/// returns their command ids in stream order.
+///
+/// # Panics
+/// When an append fails: the test cannot go on.
+pub async fn append_requests(store: &crate::EventStore, count: usize) -> Vec<sovd_domain::CommandId> {
+    use sovd_domain::events::CommandRequested;
+    use sovd_domain::{CommandId, EcuAddress, Event, Operation, UserId, VehicleId, Vin};
+    let vin = Vin::parse("1HGBH41JXMN109186").unwrap_or_else(|e| panic!("test VIN: {e}"));
+    let mut ids = Vec::with_capacity(count);
+    for batch in (0..count).collect::<Vec<_>>().chunks(50) {
+        let appends = batch.iter().map(|_| {
+            let vin = vin.clone();
+            async move {
+                let id = CommandId::new();
+                let event = Event::CommandRequested(CommandRequested {
+                    command_id: id,
+                    vehicle_id: VehicleId::from_uuid(uuid::Uuid::nil()),
+                    vin: vin.clone(),
+                    user_id: UserId::from_uuid(uuid::Uuid::nil()),
+                    operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
+                    requested_at: time::OffsetDateTime::now_utc(),
+                    timeout_ms: None,
+                });
+                let meta = crate::EventMeta::new(format!("corr-{id}"), "user:test");
+                let subject = crate::Subject::command(&vin, id);
+                store
+                    .append(&subject, &event, &meta, crate::AppendOptions::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("append a test request: {e}"));
+                id
+            }
+        });
+        ids.extend(futures::future::join_all(appends).await);
+    }
+    ids
+}

@@ -3,39 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use futures::future::join_all;
-use sovd_domain::events::CommandRequested;
-use sovd_domain::{CommandId, EcuAddress, Event, Operation, UserId, VehicleId, Vin};
 use sovd_nats::snapshot::{SnapshotError, restore, snapshot};
-use sovd_nats::testing::NatsServer;
-use sovd_nats::{AppendOptions, EventMeta, EventStore, StreamName, Subject};
-use time::OffsetDateTime;
-use uuid::Uuid;
+use sovd_nats::testing::{NatsServer, append_requests};
+use sovd_nats::{EventStore, StreamName};
 
 async fn filled(server: &NatsServer, commands: usize) -> EventStore {
     let store = EventStore::new(server.client().await);
     store.ensure_streams(1).await.unwrap();
-    let vin = Vin::parse("1HGBH41JXMN109186").unwrap();
-    for batch in (0..commands).collect::<Vec<_>>().chunks(100) {
-        join_all(batch.iter().map(|_| {
-            let (store, vin) = (&store, vin.clone());
-            async move {
-                let id = CommandId::new();
-                let event = Event::CommandRequested(CommandRequested {
-                    command_id: id,
-                    vehicle_id: VehicleId::from_uuid(Uuid::nil()),
-                    vin: vin.clone(),
-                    user_id: UserId::from_uuid(Uuid::nil()),
-                    operation: Operation::ReadDtc { ecu: EcuAddress::new(0x10) },
-                    requested_at: OffsetDateTime::now_utc(),
-                    timeout_ms: Some(5000),
-                });
-                let meta = EventMeta::new(format!("corr-{id}"), "user:test");
-                store.append(&Subject::command(&vin, id), &event, &meta, AppendOptions::default()).await.unwrap();
-            }
-        }))
-        .await;
-    }
+    append_requests(&store, commands).await;
     store
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use sovd_domain::Event;
 use sovd_domain::events::ArchiveFailed;
 use sovd_nats::raw::{self, RawMessage};
-use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, ReadError, StreamName, Subject};
+use sovd_nats::{EventStore, OpsKind, ReadError, StreamName};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
@@ -301,8 +301,7 @@ async fn record_failure(store: &EventStore, stream: &str, location: &str, error:
         error: format!("{error:#}"),
         at: OffsetDateTime::now_utc(),
     });
-    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), "system:archive");
-    if let Err(e) = store.append(&Subject::ops(OpsKind::Archive), &event, &meta, AppendOptions::default()).await {
+    if let Err(e) = store.record_operation(OpsKind::Archive, &event, "system:archive").await {
         tracing::warn!(error = %e, "could not record the archive failure on SOVD_OPS");
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use sovd_domain::Event;
 use sovd_domain::events::{BackupCompleted, BackupFailed, RestoreCompleted};
-use sovd_nats::{AppendOptions, EventMeta, EventStore, OpsKind, Subject};
+use sovd_nats::{EventStore, OpsKind};
 use sovd_projections::apply::Projection;
 use sqlx::postgres::PgPoolOptions;
 use time::OffsetDateTime;
@@ -93,8 +93,7 @@ pub struct RestoreArgs {
 }
 
 async fn record(store: &EventStore, kind: OpsKind, event: Event) -> anyhow::Result<()> {
-    let meta = EventMeta::new(uuid::Uuid::now_v7().to_string(), operator());
-    store.append(&Subject::ops(kind), &event, &meta, AppendOptions::default()).await?;
+    store.record_operation(kind, &event, &operator()).await?;
     Ok(())
 }
 

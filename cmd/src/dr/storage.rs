@@ -144,13 +144,6 @@ impl Storage {
         }
     }
 
-    pub async fn head(&self, key: &str) -> anyhow::Result<ObjectMeta> {
-        self.store
-            .head(&self.path(key))
-            .await
-            .with_context(|| format!("object {key} is missing from {}", self.location))
-    }
-
     /// Every object under `prefix`, with keys relative to the root, sorted by key.
     pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<(String, ObjectMeta)>> {
         let mut found: Vec<(String, ObjectMeta)> = self
