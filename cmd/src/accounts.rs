@@ -3,12 +3,16 @@
 //! sequence. Usernames are reserved in a KV bucket, so two replicas cannot create one twice.
 
 use bytes::Bytes;
-use sovd_domain::events::UserCreated;
+use sovd_domain::Event;
+use sovd_domain::events::{AccountUnlocked, UserCreated};
 use sovd_domain::users::{self, UserError, UserIntent, UserState, Username};
 use sovd_domain::{Role, UserId};
 use sovd_nats::kv::Buckets;
 use sovd_nats::{AppendError, AppendOptions, EventMeta, EventStore, ReadError, StreamName, Subject};
 use time::OffsetDateTime;
+
+use crate::lockouts::Lockouts;
+use crate::passwords::{Busy, HashError, Passwords};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +25,8 @@ pub enum AccountError {
     Read(#[from] ReadError),
     #[error("user store unavailable: {0}")]
     Unavailable(String),
+    #[error(transparent)]
+    Busy(#[from] Busy),
 }
 
 /// Who asks for a change: a signed-in admin, or the operator on the command line.
@@ -43,35 +49,41 @@ impl Actor {
     }
 }
 
-/// An argon2id PHC string for `password`.
-pub fn hash_password(password: &str) -> Result<String, String> {
-    use argon2::password_hash::PasswordHasher;
-    argon2::Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+impl From<HashError> for AccountError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy(busy) => Self::Busy(busy),
+            HashError::Failed(why) => Self::Unavailable(why),
+        }
+    }
+}
+
+/// A new account's details, as given (checked by [`create`]).
+pub struct NewAccount<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub role: Role,
+    pub email: Option<&'a str>,
 }
 
 pub async fn create(
     store: &EventStore,
     buckets: &Buckets,
+    passwords: &Passwords,
     actor: &Actor,
-    username: &str,
-    password: &str,
-    role: Role,
-    email: Option<String>,
+    account: NewAccount<'_>,
 ) -> Result<(UserId, u64), AccountError> {
-    let username = Username::parse(username)?;
-    users::check_password(password)?;
+    let username = Username::parse(account.username)?;
+    users::check_password(account.password)?;
+    let email = users::parse_email(account.email)?;
     let user_id = UserId::from_uuid(Uuid::now_v7());
+    let password_hash = passwords.hash(account.password).await?;
     reserve(buckets, &username, user_id).await?;
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| AccountError::Unavailable(e.to_string()))?
-        .map_err(AccountError::Unavailable)?;
     let created = UserCreated {
         user_id,
         username: username.as_str().to_owned(),
-        role,
-        email,
+        role: account.role,
+        email: email.map(|e| e.into_string()),
         password_hash,
         created_at: OffsetDateTime::now_utc(),
     };
@@ -126,15 +138,36 @@ pub async fn change(
 
 pub async fn set_password(
     store: &EventStore,
+    passwords: &Passwords,
     actor: &Actor,
     user_id: UserId,
     password: &str,
 ) -> Result<u64, AccountError> {
     users::check_password(password)?;
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| AccountError::Unavailable(e.to_string()))?
-        .map_err(AccountError::Unavailable)?;
+    let password_hash = passwords.hash(password).await?;
     change(store, actor, user_id, |by, at| UserIntent::SetPassword { password_hash, by, at }).await
+}
+
+/// Lifts every sign-in lock on the account and records who did it and why. Returns whether a
+/// lock or failed attempts were held (nothing is recorded when none were).
+pub async fn unlock(
+    store: &EventStore,
+    lockouts: &Lockouts,
+    actor: &Actor,
+    user_id: UserId,
+    username: &str,
+    reason: &str,
+) -> Result<bool, AccountError> {
+    let held = lockouts.unlock(username).await.map_err(|e| AccountError::Unavailable(e.to_string()))?;
+    if held {
+        let event = Event::AccountUnlocked(AccountUnlocked {
+            username: username.to_owned(),
+            user_id: Some(user_id),
+            by: actor.user_id,
+            reason: reason.to_owned(),
+            at: OffsetDateTime::now_utc(),
+        });
+        store.append(&Subject::user_sessions(user_id), &event, &actor.meta(), AppendOptions::default()).await?;
+    }
+    Ok(held)
 }

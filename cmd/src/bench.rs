@@ -31,7 +31,13 @@ pub struct BenchArgs {
     /// Who submits; admins are exempt from the per-user submit limit (10/min for engineers).
     #[arg(long, default_value = "admin")]
     pub username: String,
-    #[arg(long, env = "SOVD_BENCH_PASSWORD", default_value = "admin123", hide_default_value = true)]
+    #[arg(
+        long,
+        env = "SOVD_BENCH_PASSWORD",
+        default_value = "admin123",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
     pub password: String,
     /// Operation each client submits.
     #[arg(long, default_value = "ReadDTC")]

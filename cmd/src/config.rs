@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use clap::{Args, Parser, Subcommand};
 
-/// A secret: parsed like a string, never printed.
+/// A signing secret: parsed like a string, at least 32 bytes, never printed.
 #[derive(Clone)]
 pub struct Secret(pub String);
 
@@ -19,7 +19,12 @@ impl fmt::Debug for Secret {
 impl FromStr for Secret {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s.len() < 16 { Err("must be at least 16 characters".into()) } else { Ok(Self(s.to_owned())) }
+        let min = crate::gateway::jwt::MIN_KEY_BYTES;
+        if s.len() < min {
+            Err(format!("must be at least {min} bytes (for example: head -c 48 /dev/urandom | base64)"))
+        } else {
+            Ok(Self(s.to_owned()))
+        }
     }
 }
 
@@ -56,6 +61,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start-up; the size of the biggest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Gateway, connector (simulated fleet) and projector in one process, with seed data.
@@ -112,8 +119,14 @@ pub enum ProjectionsAction {
 
 #[derive(Debug, Clone, Args)]
 pub struct AuditArgs {
-    /// PostgreSQL URL of the read-model database.
-    #[arg(long, env = "SOVD_DATABASE_URL", default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd")]
+    /// PostgreSQL URL of the read-model database (its password is never printed or logged).
+    #[arg(
+        long,
+        env = "SOVD_DATABASE_URL",
+        default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub database_url: String,
     #[command(subcommand)]
     pub action: AuditAction,
@@ -128,8 +141,8 @@ pub enum AuditAction {
 /// How to reach NATS; every process has these.
 #[derive(Debug, Clone, Args)]
 pub struct NatsArgs {
-    /// NATS server URL.
-    #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222")]
+    /// NATS server URL (credentials in it are never printed or logged).
+    #[arg(long, env = "SOVD_NATS_URL", default_value = "nats://127.0.0.1:14222", hide_env_values = true)]
     pub nats_url: String,
     /// JetStream replicas per stream (3 in production clusters).
     #[arg(long, env = "SOVD_STREAM_REPLICAS", default_value_t = 1)]
@@ -148,8 +161,14 @@ pub struct SimulatorArgs {
 pub struct CommonArgs {
     #[command(flatten)]
     pub nats: NatsArgs,
-    /// PostgreSQL URL of the read-model database.
-    #[arg(long, env = "SOVD_DATABASE_URL", default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd")]
+    /// PostgreSQL URL of the read-model database (its password is never printed or logged).
+    #[arg(
+        long,
+        env = "SOVD_DATABASE_URL",
+        default_value = "postgres://sovd:sovd@127.0.0.1:15432/sovd",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub database_url: String,
 }
 
@@ -160,13 +179,18 @@ pub struct GatewayArgs {
     /// Address the HTTP server listens on.
     #[arg(long, env = "SOVD_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
-    /// HMAC key for access and refresh tokens (16+ characters). Required outside `sovd dev`.
+    /// HMAC key for access and refresh tokens (32+ bytes). Required, except for `sovd dev` on a
+    /// loopback address, which makes a random one for its own lifetime.
     #[arg(long, env = "SOVD_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
-    /// Failed sign-ins in a row that lock a username.
+    /// Failed sign-ins in a row from one client address that lock a name for that address.
     #[arg(long, env = "SOVD_LOCKOUT_THRESHOLD", default_value_t = 5)]
     pub lockout_threshold: u32,
-    /// Minutes a locked username stays locked.
+    /// Failed sign-ins from all addresses within one lock window that lock a name for every
+    /// address (bounds guessing from many addresses).
+    #[arg(long, env = "SOVD_LOCKOUT_NAME_THRESHOLD", default_value_t = 50)]
+    pub lockout_name_threshold: u32,
+    /// Minutes a lock holds (and the length of the name-wide window).
     #[arg(long, env = "SOVD_LOCKOUT_MINUTES", default_value_t = 15)]
     pub lockout_minutes: u64,
     /// Sign-in attempts per minute per client IP.
@@ -178,9 +202,61 @@ pub struct GatewayArgs {
     /// Vehicle list requests per minute per user (admins are exempt).
     #[arg(long, env = "SOVD_RATE_VEHICLES_PER_MIN", default_value_t = 100)]
     pub rate_vehicles_per_min: u32,
+    /// Proxies (addresses or networks, comma-separated) whose X-Forwarded-For names the
+    /// client; every other peer's header is ignored. None by default.
+    #[arg(long, env = "SOVD_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<crate::gateway::client::Network>,
+    /// Password hashes and checks run at once (each holds about 19 MiB); 0 = one per core.
+    #[arg(long, env = "SOVD_PASSWORD_CHECKS", default_value_t = 0)]
+    pub password_checks: usize,
+    /// Open WebSockets per user on this replica.
+    #[arg(long, env = "SOVD_WS_PER_USER", default_value_t = 20)]
+    pub ws_per_user: usize,
+    #[command(flatten)]
+    pub http: HttpLimits,
     /// Browser origins allowed to call the API from other sites (comma-separated; none by default).
     #[arg(long, env = "SOVD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+}
+
+/// What a slow or hostile client may hold of the HTTP server.
+#[derive(Debug, Clone, Args)]
+pub struct HttpLimits {
+    /// Seconds a client has to send a request's headers (also the idle time allowed before the
+    /// next request on a kept-alive connection).
+    #[arg(long, env = "SOVD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    #[arg(long, env = "SOVD_HTTP_BODY_TIMEOUT_SECS", default_value_t = 15)]
+    pub body_timeout_secs: u64,
+    /// Seconds a request may take in all, WebSockets and streamed answers excepted.
+    #[arg(long, env = "SOVD_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+    /// Open connections at most; more wait in the kernel's backlog until one closes.
+    #[arg(long, env = "SOVD_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { header_timeout_secs: 10, body_timeout_secs: 15, request_timeout_secs: 60, max_connections: 4096 }
+    }
+}
+
+/// `url` (or a comma-separated list of them) with user and password (or token) replaced by
+/// `***`, for logs and messages.
+pub fn redact_url(urls: &str) -> String {
+    urls.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+}
+
+fn redact_one(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.to_owned() };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
+    }
 }
 
 /// The simulated fleet: which vehicles, how they answer, which faults.
@@ -291,8 +367,25 @@ pub enum UserAction {
     Deactivate { username: String },
     /// Let a deactivated user sign in again.
     Reactivate { username: String },
-    /// Set a new password (from SOVD_NEW_PASSWORD or stdin).
+    /// Set a new password (from SOVD_NEW_PASSWORD or stdin); lifts any sign-in lock.
     ResetPassword { username: String },
+    /// Lift every sign-in lock on a user (recorded in the audit trail).
+    Unlock { username: String },
     /// List users.
     List,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_and_keep_the_rest() {
+        assert_eq!(redact_url("postgres://sovd:s3cret@db:5432/sovd"), "postgres://***@db:5432/sovd");
+        assert_eq!(redact_url("nats://token@nats-1:4222"), "nats://***@nats-1:4222");
+        assert_eq!(redact_url("nats://127.0.0.1:14222"), "nats://127.0.0.1:14222");
+        assert_eq!(redact_url("nats://a:b@h1:4222,nats://c:d@h2"), "nats://***@h1:4222,nats://***@h2");
+        assert_eq!(redact_url("http://host/path@x"), "http://host/path@x", "an @ after the host is not a credential");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 }

@@ -16,14 +16,18 @@ use sovd_nats::{AppendOptions, EventMeta, EventStore, Subject};
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::watch;
 
+use crate::config::HttpLimits;
 use crate::config::{
     CommonArgs, ConnectorArgs, ConnectorOptions, FleetOptions, GatewayArgs, NatsArgs, SimulatorArgs, Transport,
 };
+use crate::gateway::client::TrustedProxies;
 use crate::gateway::jwt::JwtKey;
 use crate::gateway::ratelimit::{RateLimiter, RateLimits};
 use crate::gateway::sessions::Sessions;
-use crate::gateway::{self, AppState, AuthPolicy};
+use crate::gateway::{self, AppState};
+use crate::lockouts::{LockoutPolicy, Lockouts};
 use crate::metrics::Metrics;
+use crate::passwords::Passwords;
 use sovd_nats::kv::Buckets;
 
 pub struct Deps {
@@ -37,18 +41,27 @@ pub struct Deps {
 #[derive(Clone)]
 pub struct GatewaySettings {
     pub jwt: JwtKey,
-    pub policy: AuthPolicy,
+    pub lockout: LockoutPolicy,
     pub limits: RateLimits,
     pub cors_origins: Vec<String>,
+    pub trusted_proxies: TrustedProxies,
+    pub passwords: Passwords,
+    pub ws_per_user: usize,
+    pub http: HttpLimits,
 }
 
 impl GatewaySettings {
     pub fn from_args(args: &GatewayArgs, dev: bool) -> anyhow::Result<Self> {
+        let passwords = match args.password_checks {
+            0 => Passwords::per_core(),
+            n => Passwords::new(n, Duration::from_secs(2)),
+        };
         Ok(Self {
             jwt: jwt_key(args, dev)?,
-            policy: AuthPolicy {
-                lockout_threshold: args.lockout_threshold.max(1),
-                lockout: Duration::from_secs(args.lockout_minutes * 60),
+            lockout: LockoutPolicy {
+                per_client: args.lockout_threshold.max(1),
+                per_name: args.lockout_name_threshold.max(args.lockout_threshold).max(1),
+                lock_for: Duration::from_secs(args.lockout_minutes.max(1) * 60),
             },
             limits: RateLimits {
                 login: args.rate_login_per_min,
@@ -56,6 +69,10 @@ impl GatewaySettings {
                 vehicles: args.rate_vehicles_per_min,
             },
             cors_origins: args.cors_origins.clone(),
+            trusted_proxies: TrustedProxies::new(args.trusted_proxies.clone()),
+            passwords,
+            ws_per_user: args.ws_per_user.max(1),
+            http: args.http.clone(),
         })
     }
 }
@@ -94,7 +111,7 @@ pub async fn connect_nats(
         .retry_on_initial_connect()
         .connect(&args.nats_url)
         .await
-        .with_context(|| format!("bad NATS URL {}", args.nats_url))?;
+        .with_context(|| format!("bad NATS URL {}", crate::config::redact_url(&args.nats_url)))?;
     let store = EventStore::new(nats.clone());
     if until_ok("NATS JetStream", shutdown, || store.ensure_streams(args.stream_replicas)).await.is_none() {
         return Ok(None);
@@ -123,7 +140,7 @@ pub async fn connect(
     if until_ok("PostgreSQL", shutdown, || sovd_projections::migrate(&pool)).await.is_none() {
         return Ok(None);
     }
-    tracing::info!(nats = %common.nats.nats_url, "connected to NATS and PostgreSQL");
+    tracing::info!(nats = %crate::config::redact_url(&common.nats.nats_url), "connected to NATS and PostgreSQL");
     Ok(Some(Deps { nats, store, pool, buckets }))
 }
 
@@ -317,14 +334,24 @@ fn breaker_hook(store: EventStore, metrics: Metrics, connector: String) -> Break
     })
 }
 
+/// The token signing key. Never a constant: `sovd dev` on a loopback address without one makes
+/// a random key that lives as long as the process (tokens die with it); anything reachable
+/// from elsewhere must be given one.
 pub fn jwt_key(args: &GatewayArgs, dev: bool) -> anyhow::Result<JwtKey> {
     match &args.jwt_secret {
         Some(secret) => Ok(JwtKey::new(secret.0.as_bytes())),
-        None if dev => {
-            tracing::warn!("SOVD_JWT_SECRET is not set; using the fixed development key (never do this in production)");
-            Ok(JwtKey::new(b"sovd-development-key-not-for-production"))
+        None if dev && args.http_addr.ip().is_loopback() => {
+            tracing::warn!(
+                "SOVD_JWT_SECRET is not set; signing with a random key made for this process \
+                 (sign-ins end when it stops; ./deploy/local/run keeps one in .data/env)"
+            );
+            Ok(JwtKey::random())
         }
-        None => anyhow::bail!("SOVD_JWT_SECRET must be set (16+ characters) for the gateway"),
+        None if dev => anyhow::bail!(
+            "SOVD_JWT_SECRET must be set (32+ bytes) when sovd listens on {}, which is not a loopback address",
+            args.http_addr
+        ),
+        None => anyhow::bail!("SOVD_JWT_SECRET must be set (32+ bytes) for the gateway"),
     }
 }
 
@@ -343,24 +370,28 @@ pub async fn serve_gateway(
 ) -> anyhow::Result<()> {
     let sessions = Sessions::new(deps.buckets.clone(), settings.jwt.clone());
     tokio::spawn(sessions.clone().watch_revocations(shutdown.clone()));
+    let directory = gateway::directory::Directory::new(deps.store.clone());
+    tokio::spawn(directory.clone().follow(shutdown.clone()));
     let state = Arc::new(AppState {
         store: deps.store.clone(),
         nats: deps.nats.clone(),
         pool: deps.pool.clone(),
         buckets: deps.buckets.clone(),
         sessions,
-        policy: settings.policy.clone(),
+        directory,
+        lockouts: Lockouts::new(deps.buckets.lockouts.clone(), settings.lockout.clone()),
+        passwords: settings.passwords.clone(),
+        sockets: gateway::ws::SocketCounts::new(settings.ws_per_user),
         limiter: RateLimiter::new(settings.limits),
         metrics,
     });
     let addr = listener.local_addr().context("listener has no address")?;
     tracing::info!(url = %format!("http://{addr}/"), "gateway listening");
-    let mut shutdown = shutdown;
-    let app = gateway::router(state, &settings.cors_origins);
-    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .context("HTTP server failed")
+    let edge = gateway::Edge {
+        cors_origins: settings.cors_origins.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+        deadlines: gateway::server::Deadlines::from_limits(&settings.http, gateway::MAX_BODY_BYTES),
+    };
+    gateway::server::serve(listener, gateway::router(state, &edge), &settings.http, shutdown).await;
+    Ok(())
 }

@@ -32,7 +32,7 @@ pub async fn seed_users(store: &EventStore, buckets: &sovd_nats::kv::Buckets) ->
         if store.last_on_subject(sovd_nats::StreamName::Iam, Subject::user(user_id).as_str()).await?.is_some() {
             continue;
         }
-        let password_hash = crate::accounts::hash_password(password).map_err(anyhow::Error::msg)?;
+        let password_hash = crate::passwords::hash_now(password).map_err(anyhow::Error::msg)?;
         let event = Event::UserCreated(UserCreated {
             user_id,
             username: username.into(),

@@ -1,4 +1,4 @@
-//! `sovd user add|set-role|deactivate|reactivate|reset-password|list`: account management at
+//! `sovd user add|set-role|deactivate|reactivate|reset-password|unlock|list`: account management at
 //! the console, through the same rules and events as `/api/v1/users`.
 
 use std::io::BufRead;
@@ -10,6 +10,8 @@ use sovd_domain::users::UserIntent;
 use crate::accounts::{self, Actor};
 use crate::config::{UserAction, UserArgs};
 use crate::gateway::sessions::revoke_user_sessions;
+use crate::lockouts::{LockoutPolicy, Lockouts};
+use crate::passwords::Passwords;
 use crate::run;
 
 fn new_password() -> anyhow::Result<String> {
@@ -30,6 +32,8 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = run::shutdown_signal();
     let Some(deps) = run::connect(&args.common, "sovd-user", &shutdown).await? else { return Ok(()) };
     let actor = Actor::system();
+    let passwords = Passwords::per_core();
+    let lockouts = Lockouts::new(deps.buckets.lockouts.clone(), LockoutPolicy::default());
     let find = |username: String| {
         let buckets = deps.buckets.clone();
         async move {
@@ -43,8 +47,9 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
         UserAction::Add { username, role: raw_role, email } => {
             let role = role(&raw_role)?;
             let password = new_password()?;
-            let (id, _) =
-                accounts::create(&deps.store, &deps.buckets, &actor, &username, &password, role, email).await?;
+            let account =
+                accounts::NewAccount { username: &username, password: &password, role, email: email.as_deref() };
+            let (id, _) = accounts::create(&deps.store, &deps.buckets, &passwords, &actor, account).await?;
             println!("created {username} ({role}) with id {id}");
         }
         UserAction::SetRole { username, role: raw_role } => {
@@ -67,9 +72,17 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
         }
         UserAction::ResetPassword { username } => {
             let id = find(username.clone()).await?;
-            accounts::set_password(&deps.store, &actor, id, &new_password()?).await?;
+            accounts::set_password(&deps.store, &passwords, &actor, id, &new_password()?).await?;
             revoke_user_sessions(&deps.buckets, id.as_uuid()).await?;
-            println!("password of {username} reset; their sessions were signed out");
+            accounts::unlock(&deps.store, &lockouts, &actor, id, &username, "password reset").await?;
+            println!("password of {username} reset; their sessions were signed out and any sign-in lock lifted");
+        }
+        UserAction::Unlock { username } => {
+            let id = find(username.clone()).await?;
+            match accounts::unlock(&deps.store, &lockouts, &actor, id, &username, "unlock").await? {
+                true => println!("{username} may sign in again from every address"),
+                false => println!("{username} was not locked"),
+            }
         }
         UserAction::List => {
             for user in sovd_projections::queries::list_users(&deps.pool).await? {

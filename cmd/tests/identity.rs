@@ -17,23 +17,27 @@ async fn refresh(stack: &Stack, token: &str) -> reqwest::Response {
 }
 
 #[tokio::test]
-async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_whole_sign_in() {
+async fn refresh_tokens_rotate_and_a_stolen_one_revokes_the_whole_sign_in() {
     let stack = Stack::start().await;
     stack.login(ENGINEER).await;
     let (_, first) = login_pair(&stack, ENGINEER).await;
 
     let rotated = refresh(&stack, &first).await;
     assert_eq!(rotated.status(), 200);
+    assert_eq!(rotated.headers()["cache-control"], "no-store", "tokens are never cached");
     let rotated: Value = rotated.json().await.unwrap();
     let second = rotated["refresh_token"].as_str().unwrap().to_owned();
-    let access = rotated["access_token"].as_str().unwrap().to_owned();
     assert_ne!(second, first, "a new refresh token every time");
     assert_eq!(rotated["expires_in"], 900);
+    // The rightful client moves on: the second token is used, a third comes back.
+    let third: Value = refresh(&stack, &second).await.json().await.unwrap();
+    let access = third["access_token"].as_str().unwrap().to_owned();
     assert_eq!(stack.get(&access, "/api/v1/auth/me").await.status(), 200);
 
-    // Someone replays the first token: the whole family dies, including the newest tokens.
+    // Someone replays the first token, whose successor was used: the whole family dies.
     assert_envelope(refresh(&stack, &first).await, 401, "AUTH_003", "already used").await;
-    assert_envelope(refresh(&stack, &second).await, 401, "AUTH_003", "revoked").await;
+    let newest = third["refresh_token"].as_str().unwrap();
+    assert_envelope(refresh(&stack, newest).await, 401, "AUTH_003", "revoked").await;
     assert_envelope(stack.get(&access, "/api/v1/auth/me").await, 401, "AUTH_003", "revoked").await;
     // Other sign-ins of the same user are untouched.
     let other = stack.login(ENGINEER).await;

@@ -85,7 +85,7 @@ codec_table!(
     UserReactivated = 1,
     LoginSucceeded = 1,
     LoginFailed = 1,
-    AccountLocked = 1,
+    AccountLocked = 2,
     LoggedOut = 1,
     RefreshTokenReused = 1,
     ProjectionRebuilt = 1,
@@ -93,6 +93,7 @@ codec_table!(
     BackupFailed = 1,
     ArchiveFailed = 1,
     RestoreCompleted = 1,
+    AccountUnlocked = 1,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {

@@ -201,11 +201,28 @@ pub struct LoginFailed {
     pub at: OffsetDateTime,
 }
 
+/// Too many failed sign-ins: the name is locked for one client address, or for every client
+/// when the name-wide budget is spent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountLocked {
     pub username: String,
     pub user_id: Option<UserId>,
     pub until: OffsetDateTime,
+    pub at: OffsetDateTime,
+    /// The client address the lock holds for; `None` for every address. Added in schema
+    /// version 2; version 1 locks held for every address.
+    pub client_ip: Option<String>,
+}
+
+/// A sign-in lock was lifted before it ran out: by an admin, or by a password reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountUnlocked {
+    pub username: String,
+    pub user_id: Option<UserId>,
+    /// Who lifted it (the nil id for the operator at the console).
+    pub by: UserId,
+    /// `unlock` or `password reset`.
+    pub reason: String,
     pub at: OffsetDateTime,
 }
 
@@ -316,6 +333,7 @@ pub enum Event {
     LoginSucceeded(LoginSucceeded),
     LoginFailed(LoginFailed),
     AccountLocked(AccountLocked),
+    AccountUnlocked(AccountUnlocked),
     LoggedOut(LoggedOut),
     RefreshTokenReused(RefreshTokenReused),
     ProjectionRebuilt(ProjectionRebuilt),

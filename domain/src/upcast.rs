@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use crate::catalogue::Operation;
 use crate::codec::{CodecError, decode};
-use crate::events::{CommandFailed, CommandRequested, Event};
+use crate::events::{AccountLocked, CommandFailed, CommandRequested, Event};
 use crate::ids::{CommandId, UserId, VehicleId, Vin};
 
 /// CommandRequested as written until schema version 2 added `timeout_ms`.
@@ -49,12 +49,31 @@ impl From<CommandFailedV1> for CommandFailed {
     }
 }
 
+/// AccountLocked as written until schema version 2 added `client_ip`: every lock held for
+/// every client address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct AccountLockedV1 {
+    pub username: String,
+    pub user_id: Option<UserId>,
+    pub until: OffsetDateTime,
+    pub at: OffsetDateTime,
+}
+
+impl From<AccountLockedV1> for AccountLocked {
+    fn from(v1: AccountLockedV1) -> Self {
+        Self { username: v1.username, user_id: v1.user_id, until: v1.until, at: v1.at, client_ip: None }
+    }
+}
+
 /// `Some` when (type, version) is an old shape this module upcasts.
 pub fn decode_legacy(event_type: &str, version: u16, payload: &[u8]) -> Option<Result<Event, CodecError>> {
     match (event_type, version) {
         ("CommandRequested", 1) => Some(
             decode::<CommandRequestedV1>(event_type, version, payload).map(|v1| Event::CommandRequested(v1.into())),
         ),
+        ("AccountLocked", 1) => {
+            Some(decode::<AccountLockedV1>(event_type, version, payload).map(|v1| Event::AccountLocked(v1.into())))
+        }
         ("CommandFailed", 1) => {
             Some(decode::<CommandFailedV1>(event_type, version, payload).map(|v1| Event::CommandFailed(v1.into())))
         }
@@ -104,5 +123,21 @@ mod tests {
         assert_eq!(current.reason, v1.reason);
         assert_eq!(current.negative_response, None);
         assert_eq!(Event::CommandFailed(current).kind().version, 2);
+    }
+
+    #[test]
+    fn a_version_1_lock_reads_as_a_lock_for_every_client() {
+        let v1 = AccountLockedV1 {
+            username: "alice".into(),
+            user_id: Some(UserId::from_uuid(Uuid::from_u128(3))),
+            until: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(15),
+            at: OffsetDateTime::UNIX_EPOCH,
+        };
+        let bytes = postcard::to_stdvec(&v1).unwrap();
+        let Event::AccountLocked(current) = Event::decode("AccountLocked", 1, &bytes).unwrap() else {
+            panic!("not a lock")
+        };
+        assert_eq!((current.username.as_str(), current.until, current.client_ip.as_deref()), ("alice", v1.until, None));
+        assert_eq!(Event::AccountLocked(current).kind().version, 2);
     }
 }

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::events::*;
 use crate::ids::UserId;
+use crate::text::{self, Email, TextError};
 use crate::vehicle::Role;
 
 /// A login name: 3 to 32 of `a-z 0-9 . _ -`, starting with a letter or digit.
@@ -17,6 +18,10 @@ pub enum UserError {
     BadUsername,
     #[error("password must be at least 8 characters")]
     WeakPassword,
+    #[error("password {0}")]
+    BadPassword(TextError),
+    #[error("email {0}")]
+    BadEmail(TextError),
     #[error("username is taken")]
     UsernameTaken,
     #[error("user does not exist")]
@@ -44,14 +49,24 @@ impl Username {
 
 /// Checks the password policy; the gateway hashes what passes.
 pub fn check_password(password: &str) -> Result<(), UserError> {
+    text::check(password, text::PASSWORD_MAX).map_err(UserError::BadPassword)?;
     if password.chars().count() >= 8 { Ok(()) } else { Err(UserError::WeakPassword) }
 }
 
+/// An optional e-mail address, checked.
+pub fn parse_email(raw: Option<&str>) -> Result<Option<Email>, UserError> {
+    raw.map(Email::parse).transpose().map_err(UserError::BadEmail)
+}
+
+/// An account as its events say it is: what sign-in, refresh and every token check decide on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserState {
     pub user_id: Option<UserId>,
+    pub username: Option<String>,
     pub role: Option<Role>,
     pub active: bool,
+    /// PHC string of the current password.
+    pub password_hash: Option<String>,
 }
 
 impl UserState {
@@ -109,14 +124,29 @@ pub fn decide(state: &UserState, intent: UserIntent) -> Result<Vec<Event>, UserE
     Ok(vec![event])
 }
 
+/// The account an account event belongs to (`None` for every other event).
+pub fn account_of(event: &Event) -> Option<UserId> {
+    match event {
+        Event::UserCreated(e) => Some(e.user_id),
+        Event::RoleChanged(e) => Some(e.user_id),
+        Event::PasswordChanged(e) => Some(e.user_id),
+        Event::UserDeactivated(e) => Some(e.user_id),
+        Event::UserReactivated(e) => Some(e.user_id),
+        _ => None,
+    }
+}
+
 pub fn evolve(mut state: UserState, event: &Event) -> UserState {
     match event {
         Event::UserCreated(e) => {
             state.user_id = Some(e.user_id);
+            state.username = Some(e.username.clone());
             state.role = Some(e.role);
             state.active = true;
+            state.password_hash = Some(e.password_hash.clone());
         }
         Event::RoleChanged(e) => state.role = Some(e.role),
+        Event::PasswordChanged(e) => state.password_hash = Some(e.password_hash.clone()),
         Event::UserDeactivated(_) => state.active = false,
         Event::UserReactivated(_) => state.active = true,
         _ => {}
@@ -163,6 +193,15 @@ mod tests {
     fn passwords_need_eight_characters() {
         assert_eq!(check_password("short"), Err(UserError::WeakPassword));
         assert!(check_password("admin123").is_ok());
+    }
+
+    #[test]
+    fn passwords_and_emails_with_control_characters_or_over_the_cap_are_refused() {
+        assert_eq!(check_password("admin\0pass123"), Err(UserError::BadPassword(TextError::ControlCharacter)));
+        let long = "x".repeat(text::PASSWORD_MAX + 1);
+        assert_eq!(check_password(&long), Err(UserError::BadPassword(TextError::TooLong { max: text::PASSWORD_MAX })));
+        assert!(matches!(parse_email(Some("a\0@example.com")), Err(UserError::BadEmail(_))));
+        assert_eq!(parse_email(None), Ok(None));
     }
 
     #[test]

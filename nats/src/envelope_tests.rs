@@ -190,8 +190,20 @@ fn iam_event() -> impl Strategy<Value = Event> {
                 Event::LoginFailed(LoginFailed { username, user_id, reason, client, at })
             }
         ),
-        (".{0,20}", proptest::option::of(user_id()), timestamp(), timestamp()).prop_map(
-            |(username, user_id, until, at)| Event::AccountLocked(AccountLocked { username, user_id, until, at })
+        (
+            ".{0,20}",
+            proptest::option::of(user_id()),
+            timestamp(),
+            timestamp(),
+            proptest::option::of("[0-9.:a-f]{3,39}")
+        )
+            .prop_map(|(username, user_id, until, at, client_ip)| {
+                Event::AccountLocked(AccountLocked { username, user_id, until, at, client_ip })
+            }),
+        (".{0,20}", proptest::option::of(user_id()), user_id(), "unlock|password reset", timestamp()).prop_map(
+            |(username, user_id, by, reason, at)| {
+                Event::AccountUnlocked(AccountUnlocked { username, user_id, by, reason, at })
+            }
         ),
         (user_id(), timestamp()).prop_map(|(user_id, at)| Event::LoggedOut(LoggedOut { user_id, at })),
         (user_id(), uuid(), client(), timestamp()).prop_map(|(user_id, family, client, at)| {

@@ -69,6 +69,11 @@ impl Subject {
         format!("sovd.cmd.{vin}.*")
     }
 
+    /// Filter for every account event (`sovd.iam.<user_id>`), without the sessions subjects.
+    pub fn all_accounts() -> &'static str {
+        "sovd.iam.*"
+    }
+
     /// Filter for every command request.
     pub fn all_commands() -> &'static str {
         "sovd.cmd.>"

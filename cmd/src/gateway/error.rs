@@ -12,11 +12,18 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header, when the client may try again.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     pub fn bad_credentials() -> Self {
@@ -106,6 +113,24 @@ impl ApiError {
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "SYS_503", "method not allowed on this endpoint")
     }
+    /// Too much at once: the request was not taken; `Retry-After` says when to come back.
+    pub fn busy(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "SYS_505", message).with_retry_after(retry_after_secs)
+    }
+    pub fn body_timeout(secs: u64) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "VAL_108", format!("the request body did not arrive within {secs} s"))
+    }
+    /// The handler was stopped: whatever it was doing may or may not have happened.
+    pub fn request_timeout(secs: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SYS_506",
+            format!(
+                "the request did not finish within {secs} s and was stopped; its outcome is unknown \
+                 (look the result up before sending it again)"
+            ),
+        )
+    }
     pub fn database_unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "DB_201", "database is unavailable; try again shortly")
     }
@@ -114,6 +139,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -126,6 +154,8 @@ impl From<crate::accounts::AccountError> for ApiError {
             crate::accounts::AccountError::Rule(rule) => match rule {
                 UserError::BadUsername => Self::invalid_field("username", rule),
                 UserError::WeakPassword => Self::invalid_field("password", rule),
+                UserError::BadPassword(why) => Self::invalid_field("password", why),
+                UserError::BadEmail(why) => Self::invalid_field("email", why),
                 UserError::UsernameTaken => Self::username_taken(),
                 UserError::NotFound => Self::user_not_found("(unknown)"),
                 other => Self::user_change_refused(other),
@@ -137,6 +167,7 @@ impl From<crate::accounts::AccountError> for ApiError {
                 other => other.into(),
             },
             crate::accounts::AccountError::Read(e) => e.into(),
+            crate::accounts::AccountError::Busy(busy) => busy.into(),
             crate::accounts::AccountError::Unavailable(why) => {
                 tracing::warn!(error = %why, "account store unavailable");
                 Self::event_store_unavailable()

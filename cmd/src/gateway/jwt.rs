@@ -34,7 +34,15 @@ pub enum JwtError {
     BadSignature,
     #[error("token has expired")]
     Expired,
+    #[error("token was issued in the future")]
+    IssuedInTheFuture,
 }
+
+/// Clock difference between replicas tolerated in `iat`.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
+/// Shortest signing key accepted from configuration (bytes).
+pub const MIN_KEY_BYTES: usize = 32;
 
 /// The signing key. Never printed.
 #[derive(Clone)]
@@ -49,6 +57,15 @@ impl std::fmt::Debug for JwtKey {
 impl JwtKey {
     pub fn new(secret: &[u8]) -> Self {
         Self(secret.to_vec())
+    }
+
+    /// 32 bytes from the operating system's random source (through UUID v4, 122 random
+    /// bits each, so 244 bits in all).
+    pub fn random() -> Self {
+        let mut key = Vec::with_capacity(32);
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+        Self(key)
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -88,6 +105,10 @@ impl JwtKey {
         let claims: Claims = serde_json::from_slice(&payload).map_err(|_| JwtError::Malformed)?;
         if claims.exp <= now {
             return Err(JwtError::Expired);
+        }
+        // A token from the future would outlive a revocation of every token issued until now.
+        if claims.iat > now + CLOCK_SKEW_SECS {
+            return Err(JwtError::IssuedInTheFuture);
         }
         Ok(claims)
     }
@@ -134,6 +155,15 @@ mod tests {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Claims { role: "admin".into(), ..claims(100) }).unwrap());
         parts[1] = &forged;
         assert_eq!(key.verify(&parts.join("."), 0), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn a_token_issued_in_the_future_is_refused() {
+        let key = JwtKey::new(b"secret");
+        let future = Claims { iat: 1_000 + CLOCK_SKEW_SECS + 1, ..claims(5_000) };
+        assert_eq!(key.verify(&key.sign(&future), 1_000), Err(JwtError::IssuedInTheFuture));
+        let skewed = Claims { iat: 1_000 + CLOCK_SKEW_SECS, ..claims(5_000) };
+        assert!(key.verify(&key.sign(&skewed), 1_000).is_ok(), "a replica's clock may run a little ahead");
     }
 
     #[test]

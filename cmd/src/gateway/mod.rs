@@ -2,8 +2,10 @@
 
 pub mod audit;
 pub mod auth;
+pub mod client;
 pub mod commands;
 pub mod csv;
+pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -12,6 +14,7 @@ pub mod jwt;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
+pub mod server;
 pub mod sessions;
 pub mod state;
 pub mod ui;
@@ -25,7 +28,7 @@ use axum::http::{HeaderName, HeaderValue, Method};
 use axum::routing::{get, patch, post};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use state::{AppState, AuthPolicy, SharedState};
+pub use state::{AppState, SharedState};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -50,8 +53,16 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
 }
 
+/// What the router needs to know about the edge it sits on.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub cors_origins: Vec<String>,
+    pub trusted_proxies: client::TrustedProxies,
+    pub deadlines: server::Deadlines,
+}
+
 /// The whole API and UI; tests call it without a socket.
-pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
+pub fn router(state: SharedState, edge: &Edge) -> Router {
     use axum::middleware::from_fn_with_state as limit;
     let api = Router::new()
         .route("/auth/login", post(auth::login).route_layer(limit(state.clone(), ratelimit::login)))
@@ -74,7 +85,8 @@ pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
         .route("/events", get(events::list))
         .route("/users", get(users::list).post(users::create))
         .route("/users/{user_id}", patch(users::update))
-        .route("/users/{user_id}/reset-password", post(users::reset_password));
+        .route("/users/{user_id}/reset-password", post(users::reset_password))
+        .route("/users/{user_id}/unlock", post(users::unlock));
     Router::new()
         .nest("/api/v1", api)
         .route("/ws/responses/{command_id}", get(ws::responses))
@@ -89,7 +101,9 @@ pub fn router(state: SharedState, cors_origins: &[String]) -> Router {
         .route("/ui/app.css", get(ui::app_css))
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(cors(cors_origins))
+        .layer(axum::middleware::from_fn_with_state(edge.deadlines, server::deadlines))
+        .layer(cors(&edge.cors_origins))
+        .layer(axum::middleware::from_fn_with_state(edge.trusted_proxies.clone(), client::resolve))
         .layer(axum::middleware::from_fn(middleware::per_request))
         .with_state(state)
 }

@@ -185,7 +185,7 @@ impl Modify for BearerAuth {
         vehicles::list, vehicles::get, vehicles::status,
         commands::submit, commands::list, commands::get, commands::responses, commands::cancel,
         audit::list, events::list,
-        users::list, users::create, users::update, users::reset_password,
+        users::list, users::create, users::update, users::reset_password, users::unlock,
         health::live, health::ready,
     ),
     components(schemas(

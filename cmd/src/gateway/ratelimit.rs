@@ -1,18 +1,20 @@
 //! Request rate limits per the old contract: sign-in per client IP, command submission and
-//! vehicle listing per user, admins exempt. Fixed one-minute windows, held per replica (a
-//! deployment with N gateways allows up to N times the limit; see docs/architecture.md).
+//! vehicle listing per user, admins exempt. Sign-in is keyed by the client address as
+//! [`super::client`] resolves it (behind trusted proxies, the forwarded address). Fixed
+//! one-minute windows, held per replica (a deployment with N gateways allows up to N times
+//! the limit; see docs/architecture.md).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sovd_domain::Role;
 
+use super::client::ClientAddr;
 use super::error::ApiError;
 use super::extract::Caller;
 use super::state::SharedState;
@@ -84,7 +86,7 @@ impl RateLimiter {
 async fn limited(state: SharedState, class: Class, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let key = match class {
-        Class::Login => parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        Class::Login => parts.extensions.get::<ClientAddr>().map(|c| c.0.to_string()),
         Class::Submit | Class::Vehicles => match Caller::from_request_parts(&mut parts, &state).await {
             Ok(caller) if caller.role == Role::Admin => None,
             Ok(caller) => Some(caller.user_id.to_string()),

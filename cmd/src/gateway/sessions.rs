@@ -1,6 +1,12 @@
 //! Sessions shared by every gateway replica through NATS KV: refresh tokens that rotate on
-//! every use (a reused one revokes its whole family), revocations (logout, deactivation) that
-//! every replica learns at once through a KV watch, and sign-in lockouts.
+//! every use, revocations (logout, deactivation) that every replica learns at once through a
+//! KV watch.
+//!
+//! Rotation is lenient in one way only (docs/adr/008-sign-in-defences.md): a refresh token
+//! used again while the token it was exchanged for has never been used answers with that
+//! same successor, so a client that never stores the rotated token (the original web UI)
+//! and concurrent refreshes of one token keep their session. A token whose successor has
+//! been used is a stolen one: the whole sign-in is revoked.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -41,12 +47,25 @@ struct RefreshRecord {
     user_id: Uuid,
     family: Uuid,
     used: bool,
+    /// The refresh token this one was exchanged for (absent in records written before
+    /// lenient rotation: their reuse revokes, as it did then).
+    #[serde(default)]
+    successor: Option<Successor>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct LockoutRecord {
-    failures: u32,
-    locked_until: Option<i64>,
+/// Enough of a successor token to sign it again, identically where the account is unchanged.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Successor {
+    jti: Uuid,
+    iat: i64,
+}
+
+/// A redeemed refresh token: whose it is, and the refresh token to hand out next.
+#[derive(Debug, Clone, Copy)]
+pub struct Redeemed {
+    pub user_id: Uuid,
+    pub family: Uuid,
+    successor: Successor,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,46 +87,67 @@ pub struct Sessions {
     jwt: JwtKey,
     /// `family.<id>` / `user.<id>` -> revoked at (unix seconds), mirrored from the KV bucket.
     revoked: RwLock<HashMap<String, i64>>,
+    /// Bumped on every revocation this replica learns of: open WebSockets check themselves.
+    changes: watch::Sender<u64>,
 }
 
 impl Sessions {
     pub fn new(buckets: Buckets, jwt: JwtKey) -> Arc<Self> {
-        Arc::new(Self { buckets, jwt, revoked: RwLock::default() })
+        Arc::new(Self { buckets, jwt, revoked: RwLock::default(), changes: watch::Sender::new(0) })
     }
 
     pub fn jwt(&self) -> &JwtKey {
         &self.jwt
     }
 
-    /// Access and refresh token for a new sign-in (new family) or a rotation (same family).
-    pub async fn issue(&self, who: &Identity, family: Option<Uuid>) -> Result<TokenPair, SessionError> {
+    /// Changes whenever a revocation arrives (the value means nothing).
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Access and refresh token for a new sign-in.
+    pub async fn issue(&self, who: &Identity) -> Result<TokenPair, SessionError> {
+        let refresh = Successor { jti: Uuid::now_v7(), iat: OffsetDateTime::now_utc().unix_timestamp() };
+        let family = Uuid::now_v7();
+        self.store_unused(who.user_id, family, refresh.jti).await?;
+        Ok(self.pair(who, family, refresh))
+    }
+
+    /// Access token and the redeemed token's successor (for a rotation, or a repeat of one).
+    pub fn reissue(&self, who: &Identity, redeemed: &Redeemed) -> TokenPair {
+        self.pair(who, redeemed.family, redeemed.successor)
+    }
+
+    fn pair(&self, who: &Identity, family: Uuid, refresh: Successor) -> TokenPair {
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        let family = family.unwrap_or_else(Uuid::now_v7);
-        let jti = Uuid::now_v7();
-        let claims = |token_type: &str, ttl: i64, jti: Uuid| Claims {
+        let claims = |token_type: &str, iat: i64, ttl: i64, jti: Uuid| Claims {
             user_id: who.user_id.to_string(),
             username: who.username.clone(),
             role: who.role.as_str().to_owned(),
-            exp: now + ttl,
-            iat: now,
+            exp: iat + ttl,
+            iat,
             token_type: token_type.to_owned(),
             jti: Some(jti.to_string()),
             fam: Some(family.to_string()),
         };
-        let record = RefreshRecord { user_id: who.user_id, family, used: false };
-        let value = serde_json::to_vec(&record).map_err(unavailable)?;
-        self.buckets.refresh_tokens.put(jti.to_string(), Bytes::from(value)).await.map_err(unavailable)?;
-        Ok(TokenPair {
-            access_token: self.jwt.sign(&claims("access", ACCESS_TTL_SECS, Uuid::now_v7())),
-            refresh_token: self.jwt.sign(&claims("refresh", REFRESH_TTL_SECS, jti)),
+        TokenPair {
+            access_token: self.jwt.sign(&claims("access", now, ACCESS_TTL_SECS, Uuid::now_v7())),
+            refresh_token: self.jwt.sign(&claims("refresh", refresh.iat, REFRESH_TTL_SECS, refresh.jti)),
             token_type: "bearer",
             expires_in: ACCESS_TTL_SECS,
-        })
+        }
     }
 
-    /// Checks a refresh token and marks it used. Returns the user id and family to issue the
-    /// next pair in. A token used before revokes its family.
-    pub async fn redeem(&self, refresh_token: &str) -> Result<(Uuid, Uuid), SessionError> {
+    async fn store_unused(&self, user_id: Uuid, family: Uuid, jti: Uuid) -> Result<(), SessionError> {
+        let record = RefreshRecord { user_id, family, used: false, successor: None };
+        let value = serde_json::to_vec(&record).map_err(unavailable)?;
+        self.buckets.refresh_tokens.put(jti.to_string(), Bytes::from(value)).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Checks a refresh token and exchanges it for its successor: a new one on first use; the
+    /// same one again while that successor is unused; a revoked sign-in once it was used.
+    pub async fn redeem(&self, refresh_token: &str) -> Result<Redeemed, SessionError> {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims =
             self.jwt.verify(refresh_token, now).map_err(|_| SessionError::Invalid("bad signature or expired"))?;
@@ -115,32 +155,61 @@ impl Sessions {
             return Err(SessionError::Invalid("not a refresh token"));
         }
         let jti = claims.jti.clone().ok_or(SessionError::Invalid("no token id"))?;
-        let entry = self.buckets.refresh_tokens.entry(jti.as_str()).await.map_err(unavailable)?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
-            return Err(SessionError::Invalid("unknown token"));
-        };
-        let mut record: RefreshRecord =
-            serde_json::from_slice(&entry.value).map_err(|_| SessionError::Invalid("unreadable token record"))?;
         if self.is_revoked(&claims) {
             return Err(SessionError::Invalid("session was revoked"));
         }
-        if record.used {
-            self.revoke_family(record.family).await?;
-            return Err(SessionError::Reused { user_id: record.user_id, family: record.family });
+        // Two rounds: a lost compare-and-set means a concurrent use won; read what it wrote.
+        for _ in 0..2 {
+            let (mut record, revision) = self.record(&jti).await?;
+            if record.used {
+                return self.repeat(&record).await;
+            }
+            let successor = Successor { jti: Uuid::now_v7(), iat: now };
+            self.store_unused(record.user_id, record.family, successor.jti).await?;
+            record.used = true;
+            record.successor = Some(successor);
+            let value = Bytes::from(serde_json::to_vec(&record).map_err(unavailable)?);
+            if self.buckets.refresh_tokens.update(jti.as_str(), value, revision).await.is_ok() {
+                return Ok(Redeemed { user_id: record.user_id, family: record.family, successor });
+            }
+            // The successor written above is never handed out; it expires with the bucket.
         }
-        record.used = true;
-        let value = Bytes::from(serde_json::to_vec(&record).map_err(unavailable)?);
-        // Compare-and-set: of two concurrent uses of one token, exactly one wins.
-        if self.buckets.refresh_tokens.update(jti.as_str(), value, entry.revision).await.is_err() {
+        Err(SessionError::Unavailable("refresh token record kept changing".into()))
+    }
+
+    async fn record(&self, jti: &str) -> Result<(RefreshRecord, u64), SessionError> {
+        let entry = self.buckets.refresh_tokens.entry(jti).await.map_err(unavailable)?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Err(SessionError::Invalid("unknown token"));
+        };
+        let record =
+            serde_json::from_slice(&entry.value).map_err(|_| SessionError::Invalid("unreadable token record"))?;
+        Ok((record, entry.revision))
+    }
+
+    /// A used token presented again: its unused successor once more, or theft.
+    async fn repeat(&self, record: &RefreshRecord) -> Result<Redeemed, SessionError> {
+        let reused = SessionError::Reused { user_id: record.user_id, family: record.family };
+        let Some(successor) = record.successor else {
             self.revoke_family(record.family).await?;
-            return Err(SessionError::Reused { user_id: record.user_id, family: record.family });
+            return Err(reused);
+        };
+        let successor_unused = match self.record(&successor.jti.to_string()).await {
+            Ok((next, _)) => !next.used,
+            Err(SessionError::Invalid(_)) => false,
+            Err(other) => return Err(other),
+        };
+        if !successor_unused {
+            self.revoke_family(record.family).await?;
+            return Err(reused);
         }
-        Ok((record.user_id, record.family))
+        Ok(Redeemed { user_id: record.user_id, family: record.family, successor })
     }
 
     async fn revoke(&self, key: String) -> Result<(), SessionError> {
         let at = put_revocation(&self.buckets, &key).await?;
         self.revoked.write().unwrap_or_else(|p| p.into_inner()).insert(key, at);
+        self.changes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -179,72 +248,22 @@ impl Sessions {
                     _ = shutdown.changed() => return,
                 };
                 let Some(Ok(entry)) = entry else { break };
-                let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
-                match entry.operation {
-                    kv::Operation::Put => {
-                        let at =
-                            std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()).unwrap_or(i64::MAX);
-                        revoked.insert(entry.key, at);
-                    }
-                    kv::Operation::Delete | kv::Operation::Purge => {
-                        revoked.remove(&entry.key);
+                {
+                    let mut revoked = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+                    match entry.operation {
+                        kv::Operation::Put => {
+                            let at =
+                                std::str::from_utf8(&entry.value).ok().and_then(|v| v.parse().ok()).unwrap_or(i64::MAX);
+                            revoked.insert(entry.key, at);
+                        }
+                        kv::Operation::Delete | kv::Operation::Purge => {
+                            revoked.remove(&entry.key);
+                        }
                     }
                 }
+                self.changes.send_modify(|n| *n += 1);
             }
         }
-    }
-
-    /// When the name is locked out, until when.
-    pub async fn locked_until(&self, username: &str) -> Result<Option<OffsetDateTime>, SessionError> {
-        let Some(key) = lockout_key(username) else { return Ok(None) };
-        let entry = self.buckets.lockouts.entry(key).await.map_err(unavailable)?;
-        let record: LockoutRecord = entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .and_then(|e| serde_json::from_slice(&e.value).ok())
-            .unwrap_or_default();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        Ok(record.locked_until.filter(|until| *until > now).and_then(|u| OffsetDateTime::from_unix_timestamp(u).ok()))
-    }
-
-    /// Counts a failed sign-in; returns the lock expiry when this failure locked the name.
-    pub async fn record_failure(
-        &self,
-        username: &str,
-        threshold: u32,
-        lock_for: Duration,
-    ) -> Result<Option<OffsetDateTime>, SessionError> {
-        let Some(key) = lockout_key(username) else { return Ok(None) };
-        let now = OffsetDateTime::now_utc();
-        for _ in 0..10 {
-            let entry = self.buckets.lockouts.entry(key.as_str()).await.map_err(unavailable)?;
-            let live = entry.filter(|e| e.operation == kv::Operation::Put);
-            let mut record: LockoutRecord =
-                live.as_ref().and_then(|e| serde_json::from_slice(&e.value).ok()).unwrap_or_default();
-            if record.locked_until.is_some_and(|until| until <= now.unix_timestamp()) {
-                record = LockoutRecord::default();
-            }
-            record.failures += 1;
-            let newly_locked = record.failures >= threshold && record.locked_until.is_none();
-            if newly_locked {
-                record.locked_until = Some((now + lock_for).unix_timestamp());
-            }
-            let value = Bytes::from(serde_json::to_vec(&record).map_err(unavailable)?);
-            let written = match &live {
-                Some(e) => self.buckets.lockouts.update(key.as_str(), value, e.revision).await.is_ok(),
-                None => self.buckets.lockouts.create(key.as_str(), value).await.is_ok(),
-            };
-            if written {
-                return Ok(newly_locked.then_some(now + lock_for));
-            }
-        }
-        Err(SessionError::Unavailable("lockout counter kept changing under us".into()))
-    }
-
-    pub async fn clear_failures(&self, username: &str) -> Result<(), SessionError> {
-        if let Some(key) = lockout_key(username) {
-            self.buckets.lockouts.delete(key).await.map_err(unavailable)?;
-        }
-        Ok(())
     }
 }
 
@@ -258,12 +277,4 @@ async fn put_revocation(buckets: &Buckets, key: &str) -> Result<i64, SessionErro
 /// learn it through their revocation watch.
 pub async fn revoke_user_sessions(buckets: &Buckets, user_id: Uuid) -> Result<(), SessionError> {
     put_revocation(buckets, &format!("user.{user_id}")).await.map(|_| ())
-}
-
-/// KV keys take `[-/_=.a-zA-Z0-9]`; other names are hex-encoded so any typed name counts.
-fn lockout_key(username: &str) -> Option<String> {
-    if username.is_empty() || username.len() > 64 {
-        return None;
-    }
-    Some(username.bytes().map(|b| format!("{b:02x}")).collect())
 }

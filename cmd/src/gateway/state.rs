@@ -1,23 +1,17 @@
 //! What every handler can reach.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sovd_nats::EventStore;
 use sovd_nats::kv::Buckets;
 
+use super::directory::Directory;
 use super::ratelimit::RateLimiter;
 use super::sessions::Sessions;
+use super::ws::SocketCounts;
+use crate::lockouts::Lockouts;
 use crate::metrics::Metrics;
-
-/// Sign-in policy.
-#[derive(Debug, Clone)]
-pub struct AuthPolicy {
-    /// Failed sign-ins in a row that lock a name.
-    pub lockout_threshold: u32,
-    /// How long a locked name stays locked.
-    pub lockout: Duration,
-}
+use crate::passwords::Passwords;
 
 pub struct AppState {
     pub store: EventStore,
@@ -25,7 +19,10 @@ pub struct AppState {
     pub pool: sqlx::PgPool,
     pub buckets: Buckets,
     pub sessions: Arc<Sessions>,
-    pub policy: AuthPolicy,
+    pub directory: Arc<Directory>,
+    pub lockouts: Lockouts,
+    pub passwords: Passwords,
+    pub sockets: SocketCounts,
     pub limiter: RateLimiter,
     pub metrics: Metrics,
 }

@@ -75,12 +75,12 @@ pub async fn create(
     let role = role_field(&body)?.ok_or_else(|| ApiError::invalid_field("role", "is required"))?;
     let email = match body.0.get("email") {
         None | Some(Value::Null) => None,
-        Some(Value::String(e)) if e.contains('@') && e.len() <= 254 => Some(e.clone()),
-        Some(_) => return Err(ApiError::invalid_field("email", "must be an email address")),
+        Some(Value::String(e)) => Some(e.as_str()),
+        Some(_) => return Err(ApiError::invalid_field("email", "must be a string")),
     };
     let actor = actor(&admin, &request_id);
-    let (user_id, sequence) =
-        accounts::create(&state.store, &state.buckets, &actor, username, password, role, email.clone()).await?;
+    let account = accounts::NewAccount { username, password, role, email };
+    let (user_id, sequence) = accounts::create(&state.store, &state.buckets, &state.passwords, &actor, account).await?;
     settle(&state, sequence).await;
     tracing::info!(user_id = %user_id, username, role = %role, "user created");
     Ok((
@@ -153,8 +153,35 @@ pub async fn reset_password(
     body.only(&["password"])?;
     let password = body.required_str("password")?;
     let user = existing(&state, &user_id).await?;
-    accounts::set_password(&state.store, &actor(&admin, &request_id), UserId::from_uuid(user.user_id), password)
-        .await?;
+    let (actor, id) = (actor(&admin, &request_id), UserId::from_uuid(user.user_id));
+    accounts::set_password(&state.store, &state.passwords, &actor, id, password).await?;
     state.sessions.revoke_user(user.user_id).await?;
+    // A forgotten password is the usual reason for a lock: the new one works at once.
+    accounts::unlock(&state.store, &state.lockouts, &actor, id, &user.username, "password reset").await?;
     Ok(Json(json!({"message": format!("password of {} reset; their sessions were signed out", user.username)})))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/unlock", tag = "users",
+    params(("user_id" = uuid::Uuid, Path)),
+    responses((status = 200, description = "every sign-in lock on the user is lifted (recorded in the audit trail)", body = super::openapi::Message),
+        (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope)))]
+pub async fn unlock(
+    State(state): State<SharedState>,
+    admin: Admin,
+    axum::Extension(request_id): axum::Extension<RequestId>,
+    Path(user_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let user = existing(&state, &user_id).await?;
+    let actor = actor(&admin, &request_id);
+    let id = UserId::from_uuid(user.user_id);
+    let held = accounts::unlock(&state.store, &state.lockouts, &actor, id, &user.username, "unlock").await?;
+    tracing::info!(user_id = %user.user_id, held, "sign-in lock lifted");
+    let message = if held {
+        format!("{} may sign in again from every address", user.username)
+    } else {
+        format!("{} was not locked", user.username)
+    };
+    Ok(Json(json!({ "message": message })))
 }

@@ -3,7 +3,12 @@
 //! Reads the command's response subject from the start (or after `from_seq`, the last
 //! `stream_sequence` a reconnecting client saw), so a late subscriber misses nothing. Sends
 //! the old contract's JSON events and closes after the terminal one.
+//!
+//! A socket lives only as long as its right to: it closes (1008) when its token expires, when
+//! its sign-in is revoked or its user deactivated, and a user may hold only so many at once.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -15,6 +20,7 @@ use serde_json::{Value, json};
 use sovd_domain::Event;
 use sovd_nats::{StoredEvent, StreamName, Subject};
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
 use super::commands::load;
 use super::extract::Caller;
@@ -37,6 +43,47 @@ pub async fn responses(
     Query(query): Query<WsQuery>,
 ) -> Response {
     ws.on_upgrade(move |socket| serve(socket, state, command_id, query))
+}
+
+/// Open sockets per user on this replica, against a cap.
+pub struct SocketCounts {
+    cap: usize,
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+/// One open socket of a user; closing it (dropping this) frees its place.
+pub struct SocketPlace {
+    user_id: Uuid,
+    open: Arc<Mutex<HashMap<Uuid, usize>>>,
+}
+
+impl SocketCounts {
+    pub fn new(cap: usize) -> Self {
+        Self { cap, open: Arc::default() }
+    }
+
+    /// A place for one more socket of `user_id`, or `None` when the user holds `cap` already.
+    pub fn open(&self, user_id: Uuid) -> Option<SocketPlace> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(user_id).or_insert(0);
+        if *count >= self.cap {
+            return None;
+        }
+        *count += 1;
+        Some(SocketPlace { user_id, open: self.open.clone() })
+    }
+}
+
+impl Drop for SocketPlace {
+    fn drop(&mut self) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 struct Gauge(prometheus::IntGauge);
@@ -98,15 +145,25 @@ pub fn to_client_event(stored: &StoredEvent) -> Option<Value> {
     })
 }
 
+/// Time from now until `unix` seconds (zero when past).
+fn until(unix: i64) -> Duration {
+    let left = unix.saturating_sub(time::OffsetDateTime::now_utc().unix_timestamp());
+    Duration::from_secs(u64::try_from(left).unwrap_or(0))
+}
+
 async fn serve(mut socket: WebSocket, state: SharedState, command_id: String, query: WsQuery) {
     state.metrics.websocket_connections_active.inc();
     let _gauge = Gauge(state.metrics.websocket_connections_active.clone());
     let Some(token) = query.token else {
         return close(socket, POLICY_VIOLATION, "missing token query parameter").await;
     };
-    let caller = match Caller::from_token(&state, &token) {
+    let caller = match Caller::from_token(&state, &token).await {
         Ok(caller) => caller,
         Err(error) => return close(socket, POLICY_VIOLATION, &error.message).await,
+    };
+    let Some(_place) = state.sockets.open(caller.user_id) else {
+        let reason = format!("too many open WebSockets for this user (at most {})", state.sockets.cap);
+        return close(socket, POLICY_VIOLATION, &reason).await;
     };
     let command = match load(&state, &caller, &command_id).await {
         Ok(command) => command,
@@ -123,8 +180,17 @@ async fn serve(mut socket: WebSocket, state: SharedState, command_id: String, qu
     };
     let mut keepalive = tokio::time::interval(Duration::from_secs(20));
     keepalive.tick().await;
+    let expires = tokio::time::sleep(until(caller.expires_at));
+    tokio::pin!(expires);
+    let mut revocations = state.sessions.revocations();
     loop {
         tokio::select! {
+            _ = &mut expires => return close(socket, POLICY_VIOLATION, "token expired").await,
+            _ = revocations.changed() => {
+                if let Err(error) = Caller::from_token(&state, &token).await {
+                    return close(socket, POLICY_VIOLATION, &error.message).await;
+                }
+            }
             next = events.next() => {
                 let stored = match next {
                     Some(Ok(stored)) => stored,
@@ -148,6 +214,10 @@ async fn serve(mut socket: WebSocket, state: SharedState, command_id: String, qu
                 Some(Ok(_)) => {}
             },
             _ = keepalive.tick() => {
+                // A deactivation may reach this replica through the account feed only.
+                if let Err(error) = Caller::from_token(&state, &token).await {
+                    return close(socket, POLICY_VIOLATION, &error.message).await;
+                }
                 if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
                     return;
                 }

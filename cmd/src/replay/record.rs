@@ -138,9 +138,12 @@ pub fn data(event: &Event) -> Value {
             "username": e.username, "user_id": e.user_id, "reason": e.reason, "ip": e.client.ip,
             "user_agent": e.client.user_agent, "at": t(e.at),
         }),
-        Event::AccountLocked(e) => {
-            json!({"username": e.username, "user_id": e.user_id, "until": t(e.until), "at": t(e.at)})
-        }
+        Event::AccountLocked(e) => json!({
+            "username": e.username, "user_id": e.user_id, "until": t(e.until), "client_ip": e.client_ip, "at": t(e.at),
+        }),
+        Event::AccountUnlocked(e) => json!({
+            "username": e.username, "user_id": e.user_id, "by": e.by, "reason": e.reason, "at": t(e.at),
+        }),
         Event::LoggedOut(e) => json!({"user_id": e.user_id, "at": t(e.at)}),
         Event::RefreshTokenReused(e) => json!({
             "user_id": e.user_id, "family": e.family, "ip": e.client.ip, "user_agent": e.client.user_agent,

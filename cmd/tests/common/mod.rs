@@ -68,10 +68,14 @@ pub const OFFLINE_VIN: &str = "WBADT43452G123456";
 /// Test defaults: the contract's lockout, generous rate limits (tests sign in often).
 pub fn test_settings() -> run::GatewaySettings {
     run::GatewaySettings {
-        jwt: JwtKey::new(b"test-key-test-key-test-key"),
-        policy: sovd::gateway::AuthPolicy { lockout_threshold: 5, lockout: Duration::from_secs(15 * 60) },
+        jwt: JwtKey::new(b"test-key-test-key-test-key-test-key"),
+        lockout: sovd::lockouts::LockoutPolicy::default(),
         limits: sovd::gateway::ratelimit::RateLimits { login: 1000, submit: 1000, vehicles: 1000 },
         cors_origins: vec!["https://tools.example.com".into()],
+        trusted_proxies: Default::default(),
+        passwords: sovd::passwords::Passwords::new(4, Duration::from_secs(10)),
+        ws_per_user: 20,
+        http: Default::default(),
     }
 }
 
