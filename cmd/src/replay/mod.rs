@@ -353,16 +353,22 @@ pub fn parse_time(raw: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Stri
     if let Ok(date) = time::Date::parse(raw, &date_format) {
         return Ok(date.midnight().assume_utc());
     }
-    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let amount: i64 = number.parse().map_err(|_| bad_time(raw))?;
-    let age = match unit {
-        "d" => Duration::days(amount),
-        "h" => Duration::hours(amount),
-        "m" => Duration::minutes(amount),
-        "s" => Duration::seconds(amount),
+    // Any input reaches here (a query string): split on a character boundary and do the
+    // arithmetic checked, so no text can panic the parser.
+    let Some((unit_at, unit)) = raw.char_indices().next_back() else { return Err(bad_time(raw)) };
+    let amount: u64 = raw[..unit_at].parse().map_err(|_| bad_time(raw))?;
+    let seconds_per_unit: u64 = match unit {
+        'd' => 86_400,
+        'h' => 3_600,
+        'm' => 60,
+        's' => 1,
         _ => return Err(bad_time(raw)),
     };
-    Ok(now - age)
+    amount
+        .checked_mul(seconds_per_unit)
+        .and_then(|secs| i64::try_from(secs).ok())
+        .and_then(|secs| now.checked_sub(Duration::seconds(secs)))
+        .ok_or_else(|| format!("{raw:?} reaches back before the calendar does"))
 }
 
 fn bad_time(raw: &str) -> String {
@@ -381,6 +387,25 @@ mod tests {
         assert_eq!(parse_time("7d", now).unwrap(), time::macros::datetime!(2026-11-19 12:00 UTC));
         assert_eq!(parse_time("90m", now).unwrap(), time::macros::datetime!(2026-11-26 10:30 UTC));
         assert!(parse_time("last tuesday", now).unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn time_bounds_that_end_in_a_wide_character_or_overflow_are_errors_not_panics() {
+        let now = time::macros::datetime!(2026-11-26 12:00 UTC);
+        assert!(parse_time("1€", now).is_err());
+        assert!(parse_time("€", now).is_err());
+        assert!(parse_time("", now).is_err());
+        assert!(parse_time("99999999999999999d", now).is_err());
+        assert!(parse_time(&format!("{}s", u64::MAX), now).is_err());
+        assert!(parse_time("-5d", now).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_text_panics_the_time_parser(raw in "\\PC{0,24}|[0-9]{1,25}[dhms€]") {
+            let now = time::macros::datetime!(2026-11-26 12:00 UTC);
+            let _ = parse_time(&raw, now);
+        }
     }
 
     #[test]
