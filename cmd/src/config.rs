@@ -107,8 +107,14 @@ pub struct ProjectionsArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ProjectionsAction {
-    /// Each projection's checkpoint, its stream's last sequence, and the lag.
+    /// Each projection's checkpoint, its stream's last sequence, the lag, and every event set
+    /// aside because it could not be applied.
     Status,
+    /// Apply the events set aside again (after a fix); those that now apply leave the list.
+    Retry {
+        #[arg(value_parser = ["commands", "vehicles", "users", "audit"])]
+        name: Option<String>,
+    },
     /// Rebuild from sequence 1 into a shadow schema while the live tables keep serving,
     /// then switch over in one transaction. Every projection when no name is given.
     Rebuild {

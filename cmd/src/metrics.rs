@@ -18,6 +18,8 @@ pub struct Metrics {
     pub projection_checkpoint: IntGaugeVec,
     /// Sequences each projection is behind its stream.
     pub projection_lag: IntGaugeVec,
+    /// Events each projection set aside because it could not apply them.
+    pub projection_quarantined_events: IntGaugeVec,
     /// Unix time the last backup finished (absent until there is one).
     pub backup_last_success_timestamp_seconds: IntGauge,
     /// Age of the oldest event not yet shipped to the archive, per stream (0 = all shipped).
@@ -66,6 +68,14 @@ impl Metrics {
         registry.register(Box::new(vehicle_circuit_breaker_state.clone()))?;
         registry.register(Box::new(projection_checkpoint.clone()))?;
         registry.register(Box::new(projection_lag.clone()))?;
+        let projection_quarantined_events = IntGaugeVec::new(
+            Opts::new(
+                "projection_quarantined_events",
+                "Events a projection set aside because it cannot apply them (sovd projections status)",
+            ),
+            &["projection"],
+        )?;
+        registry.register(Box::new(projection_quarantined_events.clone()))?;
         let backup_last_success_timestamp_seconds = IntGauge::new(
             "backup_last_success_timestamp_seconds",
             "Unix time the last successful backup finished (BackupCompleted on SOVD_OPS)",
@@ -86,6 +96,7 @@ impl Metrics {
             vehicle_circuit_breaker_state,
             projection_checkpoint,
             projection_lag,
+            projection_quarantined_events,
             backup_last_success_timestamp_seconds,
             archive_lag_seconds,
         })

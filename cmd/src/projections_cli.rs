@@ -1,5 +1,6 @@
-//! `sovd projections status`: each projection's checkpoint, its stream's last sequence, and
-//! the lag between them. `sovd projections rebuild [NAME]`: a projection built again from
+//! `sovd projections status`: each projection's checkpoint, its stream's last sequence, the
+//! lag between them, and the events set aside. `sovd projections retry [NAME]`: those events
+//! applied again after a fix. `sovd projections rebuild [NAME]`: a projection built again from
 //! the log beside the live one, then swapped in; recorded as ProjectionRebuilt on SOVD_OPS.
 
 use anyhow::Context;
@@ -38,6 +39,29 @@ pub async fn run(args: ProjectionsArgs) -> anyhow::Result<()> {
                     row.last_sequence,
                     row.lag()
                 );
+            }
+            let quarantined = sovd_projections::quarantine::list(&pool).await?;
+            if quarantined.is_empty() {
+                println!("\nno events set aside");
+            } else {
+                println!("\n{} event(s) set aside (fix the cause, then: sovd projections retry):", quarantined.len());
+                for q in quarantined {
+                    println!(
+                        "{:<10} {:<15} {:>12} {:<18} x{} {}: {}",
+                        q.projection, q.stream, q.stream_sequence, q.event_type, q.attempts, q.last_failed_at, q.error
+                    );
+                }
+            }
+        }
+        ProjectionsAction::Retry { name } => {
+            let projection = match name.as_deref() {
+                Some(name) => Some(Projection::from_name(name).context("unknown projection")?),
+                None => None,
+            };
+            let retried = sovd_projections::quarantine::retry(&pool, &store, projection).await?;
+            println!("{} applied, {} still failing", retried.applied, retried.still_failing);
+            if retried.still_failing > 0 {
+                anyhow::bail!("{} event(s) still cannot be applied (sovd projections status)", retried.still_failing);
             }
         }
         ProjectionsAction::Rebuild { name } => {

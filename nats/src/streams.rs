@@ -28,6 +28,11 @@ impl StreamName {
         }
     }
 
+    /// The stream named `name` (`SOVD_IAM`), if it is one of ours.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
     /// The stream an event subject belongs to (`sovd.cmd.…` is SOVD_COMMANDS).
     pub fn of_subject(subject: &str) -> Option<Self> {
         match subject.split('.').nth(1)? {

@@ -55,7 +55,8 @@ impl Projection {
     }
 }
 
-/// Applies a batch and records its checkpoint in one transaction.
+/// Applies a batch and records its checkpoint in one transaction. Events that cannot be
+/// applied are set aside ([`crate::quarantine`]), so the checkpoint always moves on.
 pub async fn apply_batch(
     pool: &sqlx::PgPool,
     projection: Projection,
@@ -66,7 +67,7 @@ pub async fn apply_batch(
         return Ok(());
     };
     let mut tx = pool.begin().await?;
-    apply_events(&mut tx, projection, events).await?;
+    crate::quarantine::apply_or_set_aside(&mut tx, projection, stream, events).await?;
     set_checkpoint(&mut tx, projection, stream, last).await?;
     tx.commit().await?;
     Ok(())

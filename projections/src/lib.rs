@@ -9,6 +9,7 @@ pub mod audit;
 pub mod commands;
 pub mod digest;
 pub mod error;
+pub mod quarantine;
 pub mod queries;
 pub mod rebuild;
 pub mod status;

@@ -17,7 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 use crate::ProjectionError;
-use crate::apply::{Projection, apply_events, checkpoint, set_checkpoint};
+use crate::apply::{Projection, checkpoint, set_checkpoint};
 use crate::worker::{Outcome, ProjectionWorker};
 
 /// What a finished rebuild did.
@@ -201,7 +201,7 @@ async fn catch_up_in(
     let last = store.last_sequence(stream).await?;
     let events = store.read_range(stream, stream.subjects(), from, last).await?;
     for batch in events.chunks(2000) {
-        apply_events(tx, projection, batch).await?;
+        crate::quarantine::apply_or_set_aside(tx, projection, stream, batch).await?;
     }
     set_checkpoint(tx, projection, stream, last.max(from - 1)).await?;
     Ok(events.len() as u64)

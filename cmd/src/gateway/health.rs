@@ -66,6 +66,12 @@ pub async fn metrics(State(state): State<SharedState>) -> String {
             state.metrics.projection_lag.with_label_values(&labels).set(as_gauge(p.lag()));
         }
     }
+    if let Ok(counts) = sovd_projections::quarantine::counts(&state.pool).await {
+        for projection in sovd_projections::apply::Projection::ALL {
+            let count = counts.iter().find(|(name, _)| name == projection.name()).map_or(0, |(_, n)| *n);
+            state.metrics.projection_quarantined_events.with_label_values(&[projection.name()]).set(count);
+        }
+    }
     if let Some(at) = crate::dr::status::last_backup(&state.store).await {
         state.metrics.backup_last_success_timestamp_seconds.set(at.unix_timestamp());
     }

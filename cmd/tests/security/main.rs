@@ -9,6 +9,7 @@ mod common;
 mod http_edge;
 mod input;
 mod lockout;
+mod projections;
 mod refresh;
 mod secrets;
 mod tokens;
