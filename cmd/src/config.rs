@@ -377,6 +377,19 @@ pub enum UserAction {
     ResetPassword { username: String },
     /// Lift every sign-in lock on a user (recorded in the audit trail).
     Unlock { username: String },
+    /// Let a user do something beyond their role (vehicle-changes: run operations that change
+    /// a vehicle).
+    Grant {
+        username: String,
+        #[arg(value_parser = ["vehicle-changes"])]
+        permission: String,
+    },
+    /// Take a granted permission back.
+    Revoke {
+        username: String,
+        #[arg(value_parser = ["vehicle-changes"])]
+        permission: String,
+    },
     /// List users.
     List,
 }

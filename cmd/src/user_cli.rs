@@ -1,11 +1,11 @@
-//! `sovd user add|set-role|deactivate|reactivate|reset-password|unlock|list`: account management at
+//! `sovd user add|set-role|deactivate|reactivate|reset-password|unlock|grant|revoke|list`: account management at
 //! the console, through the same rules and events as `/api/v1/users`.
 
 use std::io::BufRead;
 
 use anyhow::{Context, bail};
 use sovd_domain::Role;
-use sovd_domain::users::UserIntent;
+use sovd_domain::users::{Permission, UserIntent};
 
 use crate::accounts::{self, Actor};
 use crate::config::{UserAction, UserArgs};
@@ -84,10 +84,23 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
                 false => println!("{username} was not locked"),
             }
         }
+        UserAction::Grant { username, permission } => {
+            let id = find(username.clone()).await?;
+            let permission = Permission::parse(&permission).context("unknown permission")?;
+            accounts::change(&deps.store, &actor, id, |by, at| UserIntent::Grant { permission, by, at }).await?;
+            println!("{username} now holds {}", permission.as_str());
+        }
+        UserAction::Revoke { username, permission } => {
+            let id = find(username.clone()).await?;
+            let permission = Permission::parse(&permission).context("unknown permission")?;
+            accounts::change(&deps.store, &actor, id, |by, at| UserIntent::Revoke { permission, by, at }).await?;
+            println!("{username} no longer holds {}", permission.as_str());
+        }
         UserAction::List => {
             for user in sovd_projections::queries::list_users(&deps.pool).await? {
                 let state = if user.active { "active" } else { "deactivated" };
-                println!("{:<24} {:<9} {:<12} {}", user.username, user.role, state, user.user_id);
+                let permissions = user.permissions.join(",");
+                println!("{:<24} {:<9} {:<12} {} {}", user.username, user.role, state, user.user_id, permissions);
             }
         }
     }

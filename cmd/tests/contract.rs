@@ -194,8 +194,16 @@ async fn every_role_against_every_endpoint() {
         .unwrap()
         .to_owned();
     stack.wait_completed(&admin, &f.admins_command).await;
+    let own: Value = stack.submit(&engineer, submit.clone()).await.json().await.unwrap();
+    let own = own["command_id"].as_str().unwrap().to_owned();
+    stack.wait_completed(&engineer, &own).await;
+    // An operation that changes the vehicle (docs/adr/010-roles-and-vehicle-changes.md).
+    let reset = json!({"command_name": "ECUReset", "vehicle_id": VIN,
+        "command_params": {"ecuAddress": "0x10", "resetType": "soft"}});
+    let mut confirmed_reset = reset.clone();
+    confirmed_reset["confirm"] = json!(true);
 
-    // (method, path, body, [anonymous, viewer, engineer, admin])
+    // (method, path, body, [anonymous, viewer, engineer, admin]); docs/adr/010 is the prose.
     let cmd = &f.admins_command;
     let matrix: Vec<(&str, String, Option<Value>, [u16; 4])> = vec![
         ("GET", "/api/v1/auth/me".into(), None, [401, 200, 200, 200]),
@@ -205,11 +213,17 @@ async fn every_role_against_every_endpoint() {
         ("GET", format!("/api/v1/vehicles/{}", f.vehicle), None, [401, 200, 200, 200]),
         ("GET", format!("/api/v1/vehicles/{}/status", f.vehicle), None, [401, 200, 200, 200]),
         ("POST", "/api/v1/commands".into(), Some(submit.clone()), [401, 403, 202, 202]),
+        ("POST", "/api/v1/commands".into(), Some(reset), [401, 403, 403, 422]),
+        ("POST", "/api/v1/commands".into(), Some(confirmed_reset), [401, 403, 403, 202]),
         ("GET", "/api/v1/commands".into(), None, [401, 200, 200, 200]),
         ("GET", format!("/api/v1/commands?user_id={admin_id}"), None, [401, 200, 403, 200]),
         ("GET", format!("/api/v1/commands/{cmd}"), None, [401, 200, 404, 200]),
         ("GET", format!("/api/v1/commands/{cmd}/responses"), None, [401, 200, 404, 200]),
         ("POST", format!("/api/v1/commands/{cmd}/cancel"), None, [401, 403, 404, 409]),
+        ("GET", format!("/api/v1/commands/{own}"), None, [401, 200, 200, 200]),
+        ("GET", format!("/api/v1/commands/{own}/responses"), None, [401, 200, 200, 200]),
+        ("POST", format!("/api/v1/commands/{own}/cancel"), None, [401, 403, 409, 409]),
+        ("GET", "/api/v1/events?from=1m".into(), None, [401, 403, 403, 200]),
         ("GET", "/api/v1/audit".into(), None, [401, 403, 403, 200]),
         ("GET", "/api/v1/users".into(), None, [401, 403, 403, 200]),
         (
@@ -225,6 +239,7 @@ async fn every_role_against_every_endpoint() {
             Some(json!({"password": "short"})),
             [401, 403, 403, 422],
         ),
+        ("POST", format!("/api/v1/users/{}/unlock", f.viewer_id), None, [401, 403, 403, 200]),
         ("GET", "/health/live".into(), None, [200, 200, 200, 200]),
         ("GET", "/health/ready".into(), None, [200, 200, 200, 200]),
         ("GET", "/metrics".into(), None, [200, 200, 200, 200]),
@@ -251,6 +266,15 @@ async fn every_role_against_every_endpoint() {
     ];
     if ws != [1008, 1000, 1008, 1000] {
         wrong.push(format!("WS /ws/responses: expected [1008, 1000, 1008, 1000], got {ws:?}"));
+    }
+    let ws_own = [
+        ws_close(&stack, None, &own).await,
+        ws_close(&stack, Some(&viewer), &own).await,
+        ws_close(&stack, Some(&engineer), &own).await,
+        ws_close(&stack, Some(&admin), &own).await,
+    ];
+    if ws_own != [1008, 1000, 1000, 1000] {
+        wrong.push(format!("WS /ws/responses (engineer's own): expected [1008, 1000, 1000, 1000], got {ws_own:?}"));
     }
     assert!(wrong.is_empty(), "authorization matrix:\n{}", wrong.join("\n"));
 }

@@ -78,7 +78,7 @@ async fn a_connector_killed_mid_stream_is_taken_over_every_command_ends_once_and
     for vehicle in &connected {
         let vin = vehicle["vin"].as_str().unwrap().to_owned();
         for (name, params) in &steps {
-            let body = json!({"command_name": name, "vehicle_id": vin, "command_params": params});
+            let body = json!({"command_name": name, "vehicle_id": vin, "command_params": params, "confirm": true});
             let answer: Value = stack.submit(&admin, body).await.json().await.unwrap();
             plan.push((answer["command_id"].as_str().unwrap().to_owned(), vin.clone(), *name));
         }

@@ -94,6 +94,8 @@ codec_table!(
     ArchiveFailed = 1,
     RestoreCompleted = 1,
     AccountUnlocked = 1,
+    PermissionGranted = 1,
+    PermissionRevoked = 1,
 );
 
 fn encode<T: Serialize>(event_type: &'static str, value: &T) -> Result<Vec<u8>, CodecError> {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::catalogue::Operation;
 use crate::ids::{CommandId, UserId, VehicleId, Vin};
 use crate::uds::Nrc;
+use crate::users::Permission;
 use crate::vehicle::Role;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +177,23 @@ pub struct UserReactivated {
     pub at: OffsetDateTime,
 }
 
+/// An admin let a user do something beyond their role (see [`crate::users::Permission`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionGranted {
+    pub user_id: UserId,
+    pub permission: Permission,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionRevoked {
+    pub user_id: UserId,
+    pub permission: Permission,
+    pub changed_by: UserId,
+    pub at: OffsetDateTime,
+}
+
 /// Where a sign-in came from, for the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientInfo {
@@ -334,6 +352,8 @@ pub enum Event {
     LoginFailed(LoginFailed),
     AccountLocked(AccountLocked),
     AccountUnlocked(AccountUnlocked),
+    PermissionGranted(PermissionGranted),
+    PermissionRevoked(PermissionRevoked),
     LoggedOut(LoggedOut),
     RefreshTokenReused(RefreshTokenReused),
     ProjectionRebuilt(ProjectionRebuilt),

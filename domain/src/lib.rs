@@ -8,6 +8,7 @@ pub mod codec;
 pub mod events;
 pub mod ids;
 pub mod lifecycle;
+pub mod risk;
 pub mod text;
 pub mod uds;
 pub mod upcast;

@@ -1,5 +1,7 @@
 //! User accounts: names, passwords and the rules of the account lifecycle.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -58,6 +60,28 @@ pub fn parse_email(raw: Option<&str>) -> Result<Option<Email>, UserError> {
     raw.map(Email::parse).transpose().map_err(UserError::BadEmail)
 }
 
+/// What an admin may let a user do beyond their role. New variants go at the end: the
+/// position is what postcard stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Permission {
+    /// Run operations that change a vehicle ([`crate::risk::Risk::Change`]).
+    VehicleChanges,
+}
+
+impl Permission {
+    pub const ALL: [Self; 1] = [Self::VehicleChanges];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::VehicleChanges => "vehicle-changes",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+}
+
 /// An account as its events say it is: what sign-in, refresh and every token check decide on.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserState {
@@ -67,9 +91,16 @@ pub struct UserState {
     pub active: bool,
     /// PHC string of the current password.
     pub password_hash: Option<String>,
+    /// Granted beyond the role.
+    pub permissions: BTreeSet<Permission>,
 }
 
 impl UserState {
+    /// Whether the account may do what `permission` guards: admins may do everything.
+    pub fn holds(&self, permission: Permission) -> bool {
+        self.role == Some(Role::Admin) || self.permissions.contains(&permission)
+    }
+
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
         events.into_iter().fold(Self::default(), evolve)
     }
@@ -82,6 +113,8 @@ pub enum UserIntent {
     SetPassword { password_hash: String, by: UserId, at: OffsetDateTime },
     Deactivate { by: UserId, at: OffsetDateTime },
     Reactivate { by: UserId, at: OffsetDateTime },
+    Grant { permission: Permission, by: UserId, at: OffsetDateTime },
+    Revoke { permission: Permission, by: UserId, at: OffsetDateTime },
 }
 
 pub fn decide(state: &UserState, intent: UserIntent) -> Result<Vec<Event>, UserError> {
@@ -120,6 +153,18 @@ pub fn decide(state: &UserState, intent: UserIntent) -> Result<Vec<Event>, UserE
             }
             Event::UserReactivated(UserReactivated { user_id, changed_by: by, at })
         }
+        UserIntent::Grant { permission, by, at } => {
+            if state.permissions.contains(&permission) {
+                return Err(UserError::Unchanged("granted that"));
+            }
+            Event::PermissionGranted(PermissionGranted { user_id, permission, changed_by: by, at })
+        }
+        UserIntent::Revoke { permission, by, at } => {
+            if !state.permissions.contains(&permission) {
+                return Err(UserError::Unchanged("without that"));
+            }
+            Event::PermissionRevoked(PermissionRevoked { user_id, permission, changed_by: by, at })
+        }
     };
     Ok(vec![event])
 }
@@ -132,6 +177,8 @@ pub fn account_of(event: &Event) -> Option<UserId> {
         Event::PasswordChanged(e) => Some(e.user_id),
         Event::UserDeactivated(e) => Some(e.user_id),
         Event::UserReactivated(e) => Some(e.user_id),
+        Event::PermissionGranted(e) => Some(e.user_id),
+        Event::PermissionRevoked(e) => Some(e.user_id),
         _ => None,
     }
 }
@@ -149,6 +196,12 @@ pub fn evolve(mut state: UserState, event: &Event) -> UserState {
         Event::PasswordChanged(e) => state.password_hash = Some(e.password_hash.clone()),
         Event::UserDeactivated(_) => state.active = false,
         Event::UserReactivated(_) => state.active = true,
+        Event::PermissionGranted(e) => {
+            state.permissions.insert(e.permission);
+        }
+        Event::PermissionRevoked(e) => {
+            state.permissions.remove(&e.permission);
+        }
         _ => {}
     }
     state
@@ -257,6 +310,31 @@ mod tests {
         );
         let events = decide(&state, UserIntent::Reactivate { by: admin(), at: at() }).unwrap();
         assert!(UserState::replay(&[created(), deactivated, events[0].clone()]).active);
+    }
+
+    #[test]
+    fn given_user_when_granted_vehicle_changes_then_held_until_revoked_and_repeats_are_refused() {
+        let state = UserState::replay(&[created()]);
+        assert!(!state.holds(Permission::VehicleChanges));
+        let grant = UserIntent::Grant { permission: Permission::VehicleChanges, by: admin(), at: at() };
+        let granted = decide(&state, grant.clone()).unwrap();
+        let mut all = vec![created()];
+        all.extend(granted);
+        let state = UserState::replay(&all);
+        assert!(state.holds(Permission::VehicleChanges));
+        assert_eq!(decide(&state, grant), Err(UserError::Unchanged("granted that")));
+        let revoke = UserIntent::Revoke { permission: Permission::VehicleChanges, by: admin(), at: at() };
+        all.extend(decide(&state, revoke.clone()).unwrap());
+        let state = UserState::replay(&all);
+        assert!(!state.holds(Permission::VehicleChanges));
+        assert_eq!(decide(&state, revoke), Err(UserError::Unchanged("without that")));
+    }
+
+    #[test]
+    fn admins_hold_every_permission() {
+        let Event::UserCreated(c) = created() else { unreachable!() };
+        let admin = Event::UserCreated(UserCreated { role: Role::Admin, ..c });
+        assert!(UserState::replay(&[admin]).holds(Permission::VehicleChanges));
     }
 
     #[test]

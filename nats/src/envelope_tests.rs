@@ -206,6 +206,14 @@ fn iam_event() -> impl Strategy<Value = Event> {
             }
         ),
         (user_id(), timestamp()).prop_map(|(user_id, at)| Event::LoggedOut(LoggedOut { user_id, at })),
+        (user_id(), user_id(), timestamp()).prop_map(|(user_id, changed_by, at)| {
+            let permission = sovd_domain::users::Permission::VehicleChanges;
+            Event::PermissionGranted(PermissionGranted { user_id, permission, changed_by, at })
+        }),
+        (user_id(), user_id(), timestamp()).prop_map(|(user_id, changed_by, at)| {
+            let permission = sovd_domain::users::Permission::VehicleChanges;
+            Event::PermissionRevoked(PermissionRevoked { user_id, permission, changed_by, at })
+        }),
         (user_id(), uuid(), client(), timestamp()).prop_map(|(user_id, family, client, at)| {
             Event::RefreshTokenReused(RefreshTokenReused { user_id, family, client, at })
         }),

@@ -220,6 +220,22 @@ async fn apply_one(conn: &mut PgConnection, stored: &StoredEvent) -> Result<(), 
                 .execute(conn)
                 .await?;
         }
+        Event::PermissionGranted(e) => {
+            sqlx::query(
+                "UPDATE users SET permissions = array_append(array_remove(permissions, $2), $2) WHERE user_id = $1",
+            )
+            .bind(e.user_id.as_uuid())
+            .bind(e.permission.as_str())
+            .execute(conn)
+            .await?;
+        }
+        Event::PermissionRevoked(e) => {
+            sqlx::query("UPDATE users SET permissions = array_remove(permissions, $2) WHERE user_id = $1")
+                .bind(e.user_id.as_uuid())
+                .bind(e.permission.as_str())
+                .execute(conn)
+                .await?;
+        }
         // Events of other projections, or ones this read model does not show yet.
         _ => {}
     }

@@ -56,6 +56,12 @@ pub fn describe(event: &Event) -> Option<(&'static str, String, Option<String>, 
         Event::PasswordChanged(e) => ("password_changed", user(&e.user_id), None, json!({})),
         Event::UserDeactivated(e) => ("user_deactivated", user(&e.user_id), None, json!({})),
         Event::UserReactivated(e) => ("user_reactivated", user(&e.user_id), None, json!({})),
+        Event::PermissionGranted(e) => {
+            ("permission_granted", user(&e.user_id), None, json!({"permission": e.permission.as_str()}))
+        }
+        Event::PermissionRevoked(e) => {
+            ("permission_revoked", user(&e.user_id), None, json!({"permission": e.permission.as_str()}))
+        }
         Event::LoginSucceeded(e) => (
             "login_succeeded",
             user(&e.user_id),

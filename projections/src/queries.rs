@@ -230,19 +230,25 @@ pub struct UserView {
     pub active: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// Granted beyond the role, e.g. `vehicle-changes`.
+    pub permissions: Vec<String>,
 }
 
 pub async fn list_users(pool: &sqlx::PgPool) -> Result<Vec<UserView>, ProjectionError> {
-    Ok(sqlx::query_as("SELECT user_id, username, role, email, active, created_at FROM users ORDER BY username")
-        .fetch_all(pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT user_id, username, role, email, active, created_at, permissions FROM users ORDER BY username",
+    )
+    .fetch_all(pool)
+    .await?)
 }
 
 pub async fn get_user(pool: &sqlx::PgPool, user_id: Uuid) -> Result<Option<UserView>, ProjectionError> {
-    Ok(sqlx::query_as("SELECT user_id, username, role, email, active, created_at FROM users WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await?)
+    Ok(sqlx::query_as(
+        "SELECT user_id, username, role, email, active, created_at, permissions FROM users WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await?)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

@@ -91,11 +91,11 @@ async fn claim_key(state: &SharedState, key: &str, body: &JsonObject, fresh: Com
     responses((status = 202, description = "accepted; watch it at stream_url", body = CommandView),
         (status = 400, description = "malformed JSON", body = super::openapi::ErrorEnvelope),
         (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "viewers may not submit", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "viewers may not submit; an operation that changes the vehicle needs the vehicle-changes permission", body = super::openapi::ErrorEnvelope),
         (status = 404, description = "unknown vehicle", body = super::openapi::ErrorEnvelope),
         (status = 413, description = "body over 64 KiB", body = super::openapi::ErrorEnvelope),
         (status = 415, description = "not application/json", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "invalid operation or parameters (the field is named)", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "invalid operation or parameters (the field is named), or a change to the vehicle without \"confirm\": true", body = super::openapi::ErrorEnvelope),
         (status = 429, description = "too many submissions", body = super::openapi::ErrorEnvelope),
         (status = 503, description = "NATS or Postgres unavailable", body = super::openapi::ErrorEnvelope)))]
 pub async fn submit(
@@ -108,7 +108,7 @@ pub async fn submit(
     if !caller.role.can_submit() {
         return Err(ApiError::forbidden("your role (viewer) may read but not submit commands"));
     }
-    body.only(&["command_name", "vehicle_id", "command_params", "timeout_ms"])?;
+    body.only(&["command_name", "vehicle_id", "command_params", "timeout_ms", "confirm"])?;
     let timeout_ms = match body.0.get("timeout_ms") {
         None | Some(Value::Null) => None,
         Some(value) => match value.as_u64() {
@@ -132,6 +132,7 @@ pub async fn submit(
         sovd_domain::ParamError::UnknownOperation(_) => ApiError::unknown_operation(e),
         other => ApiError::invalid_params(other),
     })?;
+    super::guard::vehicle_change(&caller, &operation, &body)?;
     // The old contract takes the vehicle's UUID; a VIN is accepted too.
     let vehicle = match Uuid::parse_str(vehicle_ref) {
         Ok(id) => queries::get_vehicle(&state.pool, id).await?,
@@ -426,6 +427,7 @@ pub async fn operations(_caller: Caller) -> Json<Value> {
                 "name": spec.name.as_str(),
                 "description": spec.description,
                 "idempotent": spec.idempotent,
+                "risk": spec.name.highest_risk().as_str(),
                 "params": spec.params.iter().map(|p| json!({
                     "name": p.name,
                     "kind": p.kind.name(),

@@ -1,5 +1,7 @@
 //! Extractors that turn every malformed input into an [`ApiError`] naming the problem.
 
+use std::collections::BTreeSet;
+
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -13,6 +15,7 @@ use super::jwt::JwtError;
 use super::state::SharedState;
 use sovd_domain::Role;
 use sovd_domain::text;
+use sovd_domain::users::Permission;
 
 /// A JSON object body: Content-Type checked, size limited by the router, parsed once.
 pub struct JsonObject(pub Map<String, Value>);
@@ -134,6 +137,8 @@ pub struct Caller {
     pub family: Option<Uuid>,
     /// When the token expires (unix seconds).
     pub expires_at: i64,
+    /// Granted beyond the role.
+    pub permissions: BTreeSet<Permission>,
 }
 
 impl Caller {
@@ -159,7 +164,15 @@ impl Caller {
             return Err(ApiError::inactive_account());
         }
         let family = claims.fam.as_deref().and_then(|f| Uuid::parse_str(f).ok());
-        Ok(Self { user_id, username: claims.username, role, family, expires_at: claims.exp })
+        // The role as the account says it is now (a changed role also revokes the token).
+        let role = account.role.unwrap_or(role);
+        let permissions = account.permissions;
+        Ok(Self { user_id, username: claims.username, role, family, expires_at: claims.exp, permissions })
+    }
+
+    /// Whether the caller may do what `permission` guards (admins may do everything).
+    pub fn holds(&self, permission: Permission) -> bool {
+        self.role == Role::Admin || self.permissions.contains(&permission)
     }
 
     /// Engineers see their own commands only; viewers and admins see all.

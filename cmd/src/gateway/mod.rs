@@ -9,6 +9,7 @@ pub mod directory;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod guard;
 pub mod health;
 pub mod jwt;
 pub mod middleware;

@@ -86,6 +86,9 @@ pub struct SubmitRequest {
     command_params: serde_json::Value,
     /// How long the vehicle may take, 1,000 to 300,000 ms (default: the connector's, 30 s).
     timeout_ms: Option<u32>,
+    /// Required (`true`) for an operation that changes the vehicle (risk `change` in
+    /// `GET /api/v1/operations`), which also needs the `vehicle-changes` permission.
+    confirm: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -148,6 +151,9 @@ pub struct CreateUserRequest {
 pub struct UpdateUserRequest {
     role: Option<String>,
     active: Option<bool>,
+    /// The whole set the user should hold beyond the role: `vehicle-changes` runs operations
+    /// that change a vehicle.
+    permissions: Option<Vec<String>>,
 }
 
 #[derive(Serialize, ToSchema)]

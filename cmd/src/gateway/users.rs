@@ -4,7 +4,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde_json::{Value, json};
-use sovd_domain::users::UserIntent;
+use std::collections::BTreeSet;
+
+use sovd_domain::users::{Permission, UserIntent};
 use sovd_domain::{Role, UserId};
 use sovd_projections::queries::{self, UserView};
 
@@ -42,6 +44,24 @@ fn role_field(body: &JsonObject) -> Result<Option<Role>, ApiError> {
             Role::parse(s).map(Some).ok_or_else(|| ApiError::invalid_field("role", "must be viewer, engineer or admin"))
         }
         Some(_) => Err(ApiError::invalid_field("role", "must be a string")),
+    }
+}
+
+/// `permissions`: the whole set the user should hold, e.g. `["vehicle-changes"]`.
+fn permissions_field(body: &JsonObject) -> Result<Option<BTreeSet<Permission>>, ApiError> {
+    let known = || Permission::ALL.iter().map(Permission::as_str).collect::<Vec<_>>().join(", ");
+    match body.0.get("permissions") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| {
+                item.as_str()
+                    .and_then(Permission::parse)
+                    .ok_or_else(|| ApiError::invalid_field("permissions", format!("each must be one of: {}", known())))
+            })
+            .collect::<Result<BTreeSet<_>, _>>()
+            .map(Some),
+        Some(_) => Err(ApiError::invalid_field("permissions", "must be a list")),
     }
 }
 
@@ -106,7 +126,7 @@ pub async fn update(
     Path(user_id): Path<String>,
     body: JsonObject,
 ) -> Result<Json<UserView>, ApiError> {
-    body.only(&["role", "active"])?;
+    body.only(&["role", "active", "permissions"])?;
     let mut user = existing(&state, &user_id).await?;
     let id = UserId::from_uuid(user.user_id);
     let actor = actor(&admin, &request_id);
@@ -116,8 +136,9 @@ pub async fn update(
         Some(Value::Bool(b)) => Some(*b),
         Some(_) => return Err(ApiError::invalid_field("active", "must be true or false")),
     };
-    if role.is_none() && active.is_none() {
-        return Err(ApiError::invalid_field("role", "give role and/or active"));
+    let permissions = permissions_field(&body)?;
+    if role.is_none() && active.is_none() && permissions.is_none() {
+        return Err(ApiError::invalid_field("role", "give role, active and/or permissions"));
     }
     if let Some(role) = role.filter(|r| r.as_str() != user.role) {
         let sequence =
@@ -132,8 +153,27 @@ pub async fn update(
         settle(&state, sequence).await;
         user.active = active;
     }
-    // Tokens carry the role; make the change take effect now, not at the next refresh.
-    state.sessions.revoke_user(user.user_id).await?;
+    if let Some(wanted) = permissions {
+        let held: BTreeSet<Permission> = user.permissions.iter().filter_map(|p| Permission::parse(p)).collect();
+        for permission in wanted.difference(&held) {
+            let permission = *permission;
+            let sequence =
+                accounts::change(&state.store, &actor, id, |by, at| UserIntent::Grant { permission, by, at }).await?;
+            settle(&state, sequence).await;
+        }
+        for permission in held.difference(&wanted) {
+            let permission = *permission;
+            let sequence =
+                accounts::change(&state.store, &actor, id, |by, at| UserIntent::Revoke { permission, by, at }).await?;
+            settle(&state, sequence).await;
+        }
+        user.permissions = wanted.iter().map(|p| p.as_str().to_owned()).collect();
+    }
+    // Tokens carry the role; make a role or status change take effect now, not at the next
+    // refresh. Permissions are not in tokens: every request reads them from the account.
+    if role.is_some() || active.is_some() {
+        state.sessions.revoke_user(user.user_id).await?;
+    }
     Ok(Json(user))
 }
 

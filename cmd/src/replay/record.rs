@@ -130,6 +130,12 @@ pub fn data(event: &Event) -> Value {
         Event::PasswordChanged(e) => json!({"user_id": e.user_id, "changed_by": e.changed_by, "at": t(e.at)}),
         Event::UserDeactivated(e) => json!({"user_id": e.user_id, "changed_by": e.changed_by, "at": t(e.at)}),
         Event::UserReactivated(e) => json!({"user_id": e.user_id, "changed_by": e.changed_by, "at": t(e.at)}),
+        Event::PermissionGranted(e) => json!({
+            "user_id": e.user_id, "permission": e.permission.as_str(), "changed_by": e.changed_by, "at": t(e.at),
+        }),
+        Event::PermissionRevoked(e) => json!({
+            "user_id": e.user_id, "permission": e.permission.as_str(), "changed_by": e.changed_by, "at": t(e.at),
+        }),
         Event::LoginSucceeded(e) => json!({
             "user_id": e.user_id, "username": e.username, "ip": e.client.ip, "user_agent": e.client.user_agent,
             "at": t(e.at),

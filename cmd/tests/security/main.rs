@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod changes;
 mod http_edge;
 mod input;
 mod lockout;

@@ -33,6 +33,7 @@
  *               audit-filter-vehicle, audit-apply, audit-export, audit-table, audit-row
  *   Users       users-table, user-row (data-user-id), user-role-select, user-save-role,
  *               user-toggle-active, user-reset-password, user-reset-input, user-reset-submit,
+ *               user-unlock, user-vehicle-changes (checkbox),
  *               user-add-username, user-add-password, user-add-role, user-add-email,
  *               user-add-submit
  */
@@ -946,17 +947,19 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
     const v = vehicles.find((x) => x.vehicle_id === vehicleSel.value);
     const yes = h('button', { type: 'button', class: 'btn btn-danger', 'data-testid': 'command-confirm' }, `Yes, run ${op.name}`);
     const back = h('button', { type: 'button', class: 'btn', 'data-testid': 'command-confirm-cancel' }, 'Go back');
-    yes.addEventListener('click', () => { confirmHost.replaceChildren(); submitBtn.disabled = false; send(); });
+    yes.addEventListener('click', () => { confirmHost.replaceChildren(); submitBtn.disabled = false; send(true); });
     back.addEventListener('click', () => { confirmHost.replaceChildren(); submitBtn.disabled = false; submitBtn.focus(); });
     showIn(confirmHost, h('div', { class: 'confirm alert alert-warn', role: 'group', 'aria-labelledby': 'cmd-confirm-q' },
       h('p', { id: 'cmd-confirm-q' }, h('strong', {}, `Run ${op.name} on ${v?.vin ?? vehicleSel.value}?`),
-        ' This operation changes the vehicle and is never run twice.'),
+        op.risk === 'change'
+          ? ' This can change how the vehicle behaves (it needs the vehicle-changes permission) and is never run twice.'
+          : ' This operation changes the vehicle and is never run twice.'),
       h('div', { class: 'form-actions' }, yes, back)));
     submitBtn.disabled = true;
     yes.focus();
   }
 
-  async function send() {
+  async function send(confirmed = false) {
     pendingKey ??= crypto.randomUUID();
     const params = {};
     for (const p of op.params ?? []) {
@@ -964,6 +967,7 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
       if (v) params[p.name] = v;
     }
     const body = { command_name: op.name, vehicle_id: vehicleSel.value, command_params: params };
+    if (confirmed) body.confirm = true;
     submitBtn.disabled = true;
     showIn(formError);
     try {
@@ -983,7 +987,7 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
       const named = /^([\w.]+):/.exec(e.message ?? '');
       const f = named && fields.get(named[1]);
       if (f) { markField(f, e.message); f.input.focus(); }
-      showIn(formError, errorBox(e, send));
+      showIn(formError, errorBox(e, () => send(confirmed)));
     } finally {
       submitBtn.disabled = false;
     }
@@ -995,7 +999,7 @@ function commandForm(ctx, { vehicles, ops, pre, op: preOp, viewerHost }) {
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     if (!validate()) return;
-    if (op.idempotent === false) confirmStep();
+    if (op.idempotent === false || op.risk === 'change') confirmStep();
     else send();
   });
 
@@ -1191,7 +1195,30 @@ function usersPage(ctx) {
       resetBtn.setAttribute('aria-expanded', 'true');
       input.focus();
     });
-    return h('div', { class: 'row-actions' }, toggle, resetBtn, resetHost);
+    const unlock = h('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'user-unlock',
+      title: 'Lift every sign-in lock on this user' }, 'Unlock');
+    unlock.addEventListener('click', async () => {
+      showIn(slot);
+      try {
+        const { data } = await api('POST', `/users/${encodeURIComponent(u.user_id)}/unlock`);
+        if (ctx.alive) showIn(slot, notice(data?.message ?? `${u.username} unlocked.`));
+      } catch (e) {
+        if (ctx.alive) showIn(slot, errorBox(e));
+      }
+    });
+    return h('div', { class: 'row-actions' }, toggle, resetBtn, unlock, resetHost);
+  }
+
+  function permissionsCell(u) {
+    const held = (u.permissions ?? []).includes('vehicle-changes');
+    if (u.role === 'admin') return h('span', { class: 'muted' }, 'all (admin)');
+    const id = `vc-${u.user_id}`;
+    const box = h('input', { id, type: 'checkbox', 'data-testid': 'user-vehicle-changes' });
+    box.checked = held;
+    box.addEventListener('change', () => act(
+      box.checked ? `${u.username} may now run operations that change a vehicle.` : `${u.username} may no longer change vehicles.`,
+      () => api('PATCH', `/users/${encodeURIComponent(u.user_id)}`, { body: { permissions: box.checked ? ['vehicle-changes'] : [] } })));
+    return h('label', { for: id, class: 'inline' }, box, ' may change vehicles');
   }
 
   function roleCell(u) {
@@ -1215,6 +1242,7 @@ function usersPage(ctx) {
           { label: 'Role', cell: roleCell },
           { label: 'Email', cell: (u) => u.email || '—' },
           { label: 'Active', cell: (u) => badge(u.active ? 'active' : 'inactive') },
+          { label: 'Permissions', cell: permissionsCell },
           { label: 'Created', cell: (u) => timeEl(u.created_at) },
           { label: 'Actions', cell: actionsCell },
         ],
