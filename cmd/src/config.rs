@@ -230,16 +230,16 @@ pub struct GatewayArgs {
 pub struct HttpLimits {
     /// Seconds a client has to send a request's headers (also the idle time allowed before the
     /// next request on a kept-alive connection).
-    #[arg(long, env = "SOVD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(long = "http-header-timeout-secs", env = "SOVD_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
     /// Seconds a client has to send a request's body.
-    #[arg(long, env = "SOVD_HTTP_BODY_TIMEOUT_SECS", default_value_t = 15)]
+    #[arg(long = "http-body-timeout-secs", env = "SOVD_HTTP_BODY_TIMEOUT_SECS", default_value_t = 15)]
     pub body_timeout_secs: u64,
     /// Seconds a request may take in all, WebSockets and streamed answers excepted.
-    #[arg(long, env = "SOVD_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long = "http-request-timeout-secs", env = "SOVD_HTTP_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
     pub request_timeout_secs: u64,
     /// Open connections at most; more wait in the kernel's backlog until one closes.
-    #[arg(long, env = "SOVD_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
+    #[arg(long = "http-max-connections", env = "SOVD_HTTP_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
 }
 

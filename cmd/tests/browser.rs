@@ -134,3 +134,51 @@ async fn an_admin_reads_the_audit_trail_and_manages_users() {
     b.click("signout").await;
     b.wait_visible("login-username").await;
 }
+
+#[tokio::test]
+async fn an_admin_lifts_a_lock_and_allows_vehicle_changes_which_the_engineer_confirms_before_they_run() {
+    let stack = Stack::start().await;
+    // Someone guessed the engineer's password from another address until it locked.
+    let elsewhere = reqwest::Client::builder().local_address("127.0.0.9".parse::<std::net::IpAddr>().unwrap()).build();
+    let elsewhere = elsewhere.unwrap();
+    let guess = || {
+        elsewhere
+            .post(stack.url("/api/v1/auth/login"))
+            .json(&json!({"username": "engineer", "password": "wrong-password"}))
+            .send()
+    };
+    for _ in 0..6 {
+        guess().await.unwrap();
+    }
+    let engineer_id = sovd::seed::USERS[1].0;
+    let row = |testid: &str| {
+        format!(
+            "document.querySelector('[data-testid=\"user-row\"][data-user-id=\"{engineer_id}\"] [data-testid=\"{testid}\"]')"
+        )
+    };
+
+    let b = Browser::launch().await;
+    sign_in(&b, &stack, ADMIN).await;
+    b.click("nav-users").await;
+    b.wait_for(&format!("{} !== null", row("user-unlock"))).await;
+    b.eval(&format!("{}.click()", row("user-unlock"))).await;
+    b.wait_for("[...document.querySelectorAll('.alert')].some(a => a.innerText.includes('may sign in again'))").await;
+    b.eval(&format!("{}.click()", row("user-vehicle-changes"))).await;
+    b.wait_for("[...document.querySelectorAll('.alert')].some(a => a.innerText.includes('may now run operations'))")
+        .await;
+    b.click("signout").await;
+    b.wait_visible("login-username").await;
+
+    sign_in(&b, &stack, ENGINEER).await;
+    b.click("nav-command").await;
+    b.choose("command-vehicle", VIN).await;
+    b.choose("command-operation", "ECUReset").await;
+    b.type_into("command-param-ecuAddress", "0x10").await;
+    b.choose("command-param-resetType", "soft").await;
+    b.click("command-submit").await;
+    b.wait_visible("command-confirm").await;
+    assert_eq!(b.visible("live-viewer").await, 0, "nothing is sent before the confirmation");
+    b.click("command-confirm").await;
+    b.wait_visible("live-viewer").await;
+    b.wait_for("document.querySelector('[data-testid=\"live-status\"]').innerText.trim() === 'completed'").await;
+}

@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(op("ReadDTC", json!({"ecuAddress": "0x10"})).risk(), Risk::Read);
         assert_eq!(op("ClearDTC", json!({"ecuAddress": "0x10"})).risk(), Risk::Service);
         assert_eq!(op("ECUReset", json!({"ecuAddress": "0x10", "resetType": "soft"})).risk(), Risk::Change);
-        let write = json!({"ecuAddress": "0x10", "dataId": "0xF190", "data": "0102"});
+        let write = json!({"ecuAddress": "0x10", "dataId": "0xF190", "data": "0x0102"});
         assert_eq!(op("WriteDataByID", write).risk(), Risk::Change);
     }
 
