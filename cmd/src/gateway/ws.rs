@@ -157,6 +157,8 @@ async fn serve(mut socket: WebSocket, state: SharedState, command_id: String, qu
     let Some(token) = query.token else {
         return close(socket, POLICY_VIOLATION, "missing token query parameter").await;
     };
+    // Watch for revocations before the first check, so one that lands in between is seen.
+    let mut revocations = state.sessions.revocations();
     let caller = match Caller::from_token(&state, &token).await {
         Ok(caller) => caller,
         Err(error) => return close(socket, POLICY_VIOLATION, &error.message).await,
@@ -182,7 +184,6 @@ async fn serve(mut socket: WebSocket, state: SharedState, command_id: String, qu
     keepalive.tick().await;
     let expires = tokio::time::sleep(until(caller.expires_at));
     tokio::pin!(expires);
-    let mut revocations = state.sessions.revocations();
     loop {
         tokio::select! {
             _ = &mut expires => return close(socket, POLICY_VIOLATION, "token expired").await,

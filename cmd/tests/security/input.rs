@@ -64,12 +64,35 @@ async fn a_nul_byte_or_megabyte_in_a_list_filter_is_a_400_not_a_500() {
 async fn event_time_filters_that_used_to_panic_answer_400() {
     let stack = Stack::start().await;
     let admin = stack.login(ADMIN).await;
-    for from in ["1%E2%82%AC", "99999999999999999999d", "18446744073709551615s", "%E2%82%AC"] {
+    let overflowing = ["99999999999999999d", "9223372036854775807s", "99999999999999999999d", "18446744073709551615s"];
+    for from in ["1%E2%82%AC", "%E2%82%AC"].into_iter().chain(overflowing) {
         let response = stack.get(&admin, &format!("/api/v1/events?from={from}")).await;
         assert_envelope(response, 400, "VAL_104", "from").await;
     }
     // The gateway is alive and well.
     assert_eq!(stack.get(&admin, "/api/v1/events?from=1h").await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_read_model_that_says_otherwise_does_not_let_a_deactivated_user_sign_in() {
+    let stack = Stack::start().await;
+    let actor = sovd::accounts::Actor::system();
+    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
+        sovd_domain::users::UserIntent::Deactivate { by, at }
+    })
+    .await
+    .unwrap();
+    let active = || async {
+        sqlx::query_as::<_, (bool,)>("SELECT active FROM users WHERE username = 'engineer'")
+            .fetch_one(&stack.deps.pool)
+            .await
+            .unwrap()
+            .0
+    };
+    stack.wait_until(|| async { !active().await }).await;
+    // A stale or damaged read model: it still says active.
+    sqlx::query("UPDATE users SET active = true WHERE username = 'engineer'").execute(&stack.deps.pool).await.unwrap();
+    assert_envelope(stack.login_as("engineer", "engineer123").await, 401, "AUTH_006", "deactivated").await;
 }
 
 #[tokio::test]

@@ -24,8 +24,13 @@ async fn open(stack: &Stack, command_id: &str, token: &str) -> Socket {
     tokio_tungstenite::connect_async(url).await.unwrap().0
 }
 
-/// The close code and reason the server ends the socket with (within 20 s).
+/// The close code and reason the server ends the socket with (within 10 s: well inside the
+/// 20 s keepalive re-check, so each test proves its own path).
 async fn closed(socket: &mut Socket) -> (u16, String) {
+    closed_within(socket, Duration::from_secs(10)).await
+}
+
+async fn closed_within(socket: &mut Socket, within: Duration) -> (u16, String) {
     let wait = async {
         while let Some(message) = socket.next().await {
             if let Ok(Message::Close(Some(frame))) = message {
@@ -34,7 +39,7 @@ async fn closed(socket: &mut Socket) -> (u16, String) {
         }
         (0, "ended without a close frame".to_owned())
     };
-    tokio::time::timeout(Duration::from_secs(20), wait).await.expect("the server closed the socket")
+    tokio::time::timeout(within, wait).await.expect("the server closed the socket")
 }
 
 #[tokio::test]
@@ -60,6 +65,24 @@ async fn a_socket_closes_when_its_user_is_deactivated() {
     let path = format!("/api/v1/users/{}", engineer_id());
     assert_eq!(stack.send(reqwest::Method::PATCH, &admin, &path, json!({"active": false})).await.status(), 200);
     assert_eq!(closed(&mut socket).await.0, 1008);
+}
+
+#[tokio::test]
+async fn a_socket_closes_when_its_user_is_deactivated_even_if_no_revocation_is_written() {
+    let stack = Stack::start().await;
+    let token = stack.login(ENGINEER).await;
+    let id = running_command(&stack, &token).await;
+    let mut socket = open(&stack, &id, &token).await;
+    // Straight in the log: only the account feed tells the gateway.
+    let actor = sovd::accounts::Actor::system();
+    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
+        sovd_domain::users::UserIntent::Deactivate { by, at }
+    })
+    .await
+    .unwrap();
+    let (code, reason) = closed_within(&mut socket, Duration::from_secs(30)).await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("deactivated"), "{reason}");
 }
 
 #[tokio::test]
