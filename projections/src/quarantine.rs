@@ -185,7 +185,7 @@ mod tests {
 
     #[test]
     fn the_operators_copy_of_an_event_is_printable() {
-        assert_eq!(printable("a\u{0}b\nc"), "a\\u{0}b\\nc");
+        assert_eq!(printable("a\u{0}b\nc"), "a\\0b\\nc");
         assert_eq!(printable(&"x".repeat(20_000)).len(), EVENT_TEXT_MAX);
     }
 }
