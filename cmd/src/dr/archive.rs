@@ -18,7 +18,8 @@ use sovd_nats::{EventStore, OpsKind, ReadError, StreamName};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::layout::{self, Checkpoint, Segment, SegmentName};
+use super::layout::{self, Checkpoint};
+use super::segment::{Segment, SegmentName};
 use super::signing::Keys;
 use super::storage::Storage;
 

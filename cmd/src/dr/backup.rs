@@ -11,7 +11,8 @@ use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
 use super::checksum::HashingWriter;
-use super::layout::{self, Manifest, SegmentName, StreamBackup};
+use super::layout::{self, Manifest, StreamBackup};
+use super::segment::SegmentName;
 use super::signing::Keys;
 use super::storage::Storage;
 use crate::progress::Progress;

@@ -10,6 +10,7 @@ pub mod names;
 pub mod private_fs;
 pub mod reconcile;
 pub mod restore;
+pub mod segment;
 pub mod signing;
 pub mod status;
 pub mod storage;

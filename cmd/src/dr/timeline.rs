@@ -5,9 +5,10 @@
 //! the abandoned one up.
 
 use super::backup::list_backups;
-use super::layout::{self, Checkpoint, Segment, SegmentName};
+use super::layout::{self, Checkpoint};
 use super::names::event_stream;
 use super::restore::RestoredStream;
+use super::segment::{Segment, SegmentName};
 use super::signing::Keys;
 use super::storage::Storage;
 
