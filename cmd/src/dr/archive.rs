@@ -64,14 +64,20 @@ pub struct StreamArchiver {
 }
 
 /// The archive's checkpoint of `stream`: how far it says it has shipped, and in which
-/// segment. As stored: its signature is the caller's to check.
-pub async fn checkpoint(storage: &Storage, stream: &str) -> anyhow::Result<Option<Checkpoint>> {
+/// segment; `None` unless `keys` signed it (with a warning when one is there). A checkpoint
+/// can move the archiver past events and hold a restore to its word, so one from anyone else
+/// counts as none: the same as its deletion, which is open to anyone who can write there.
+pub async fn checkpoint(storage: &Storage, keys: &Keys, stream: &str) -> anyhow::Result<Option<Checkpoint>> {
     let key = layout::checkpoint_key(stream);
-    match storage.get_optional(&key).await? {
-        Some(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not an archive checkpoint"))?,
-        )),
-        None => Ok(None),
+    let Some(bytes) = storage.get_optional(&key).await? else { return Ok(None) };
+    let checkpoint: Checkpoint =
+        serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not an archive checkpoint"))?;
+    match checkpoint.check_signature(stream, keys) {
+        Ok(()) => Ok(Some(checkpoint)),
+        Err(error) => {
+            tracing::warn!(stream, error = %error, "ignoring the archive checkpoint; the segments decide");
+            Ok(None)
+        }
     }
 }
 
@@ -79,18 +85,10 @@ pub async fn checkpoint(storage: &Storage, stream: &str) -> anyhow::Result<Optio
 pub async fn archived_position(storage: &Storage, keys: &Keys, stream: &str) -> anyhow::Result<(u64, Option<String>)> {
     // A checkpoint whose segment is gone (a crash of a store that does not sync, say) says
     // nothing here: the segments decide, and the archiver ships the rest again. A restore
-    // still holds the archive to the checkpoint's word (`restore::archive_after`). So does
-    // one these keys did not sign: it could move the archiver past events it never shipped.
-    let hint = match checkpoint(storage, stream).await? {
-        Some(checkpoint) => match checkpoint.check_signature(stream, keys) {
-            Err(error) => {
-                tracing::warn!(stream, error = %error, "ignoring the archive checkpoint; the segments decide");
-                None
-            }
-            Ok(()) if !storage.exists(&checkpoint.segment).await? => None,
-            Ok(()) => Some(checkpoint),
-        },
-        None => None,
+    // still holds the archive to the checkpoint's word (`restore::archive_after`).
+    let hint = match checkpoint(storage, keys, stream).await? {
+        Some(checkpoint) if !storage.exists(&checkpoint.segment).await? => None,
+        hint => hint,
     };
     let prefix = layout::archive_prefix(stream);
     // Segments written after the checkpoint (a crash between the two) count as well.

@@ -22,7 +22,7 @@ use super::layout::{self, Manifest, StreamBackup};
 use super::names::event_stream;
 use super::private_fs::{WorkDir, create_private_file};
 use super::segment::{Segment, SegmentName};
-use super::signing::{Keys, SignatureError};
+use super::signing::Keys;
 use super::storage::Storage;
 use super::timeline::{Retired, retire_future};
 pub use super::until::Until;
@@ -217,19 +217,7 @@ async fn archive_after(
         next = segment.last + 1;
         chain.push((segment, meta.size));
     }
-    let claimed = match checkpoint(storage, stream).await? {
-        None => 0,
-        Some(checkpoint) => match checkpoint.check_signature(stream, keys) {
-            Ok(()) => checkpoint.last_sequence,
-            // Written before checkpoints were signed. It could only add a refusal, as its
-            // deletion (open to anyone who can write there) could only take one away.
-            Err(SignatureError::Unsigned { .. }) => {
-                tracing::warn!(stream, "the archive checkpoint is not signed; the segments alone decide");
-                0
-            }
-            Err(error) => return Err(error.into()),
-        },
-    };
+    let claimed = checkpoint(storage, keys, stream).await?.map_or(0, |c| c.last_sequence);
     let archived = archived_position(storage, keys, stream).await?.0.max(claimed);
     if archived >= next && stop.is_none_or(|stop| stop >= next) {
         bail!(
