@@ -98,7 +98,7 @@ impl Segment {
         let segment: Self = postcard::from_bytes(&plain).map_err(|e| unreadable(&e))?;
         anyhow::ensure!(
             segment.stream == name.stream && segment.first == name.first && segment.last == name.last,
-            "archive object {} holds {} sequences {}..={}, not what its name says",
+            "archive object {} holds {:?} sequences {}..={}, not what its name says",
             name.key,
             segment.stream,
             segment.first,
