@@ -71,11 +71,12 @@ async fn dev(args: config::DevArgs) -> anyhow::Result<()> {
     let (connector, _) = run::spawn_connector(&deps.store, &args.connector, &metrics, &shutdown).await?;
     if !args.no_archive {
         let storage = dr::storage::Storage::open(&args.storage)?;
+        let keys = args.archive.keys.keys_or_random()?;
         tracing::info!(location = storage.location(), "archiving every stream");
         let (store, settings, shutdown) =
             (deps.store.clone(), args.archive.settings(args.gateway.common.nats.stream_replicas), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(error) = dr::archive::run(store, storage, settings, shutdown).await {
+            if let Err(error) = dr::archive::run(store, storage, keys, settings, shutdown).await {
                 tracing::error!(error = format!("{error:#}"), "the archive stopped");
             }
         });

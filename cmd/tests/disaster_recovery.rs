@@ -10,11 +10,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::s3::{S3Server, local_env, storage_args};
+use common::s3::{S3Server, keys, local_env, storage_args};
 use common::{ADMIN, ENGINEER, Stack};
 use futures::future::join_all;
 use serde_json::{Value, json};
 use sovd::dr::archive::{self, ArchiveSettings, archived_position};
+use sovd::dr::signing::Keys;
 use sovd::dr::storage::Storage;
 use sovd_nats::StreamName;
 use sovd_projections::apply::Projection;
@@ -63,7 +64,7 @@ async fn digests(pool: &sqlx::PgPool) -> Vec<String> {
 }
 
 /// Everything quiet: every command ended, every projection and the archive at each stream's end.
-async fn settled(stack: &Stack, storage: &Storage) -> bool {
+async fn settled(stack: &Stack, storage: &Storage, keys: &Keys) -> bool {
     let open: (i64,) =
         sqlx::query_as("SELECT count(*) FROM commands WHERE status IN ('pending', 'queued', 'in_progress')")
             .fetch_one(&stack.deps.pool)
@@ -78,7 +79,7 @@ async fn settled(stack: &Stack, storage: &Storage) -> bool {
     }
     for stream in StreamName::ALL {
         let last = stack.deps.store.last_sequence(stream).await.unwrap();
-        if archived_position(storage, stream.as_str()).await.unwrap().0 != last {
+        if archived_position(storage, keys, stream.as_str()).await.unwrap().0 != last {
             return false;
         }
     }
@@ -98,8 +99,15 @@ async fn lose_database(stack: &Stack) {
 async fn drill(env: Vec<(String, String)>) {
     let stack = Stack::start().await;
     let storage = Storage::open(&storage_args(&env)).unwrap();
+    let keys = keys(&env);
     let settings = ArchiveSettings { interval: Duration::from_millis(300), ..Default::default() };
-    tokio::spawn(archive::run(stack.deps.store.clone(), storage.clone(), settings, stack.shutdown_signal()));
+    tokio::spawn(archive::run(
+        stack.deps.store.clone(),
+        storage.clone(),
+        keys.clone(),
+        settings,
+        stack.shutdown_signal(),
+    ));
     let engineer = stack.login(ENGINEER).await;
     let admin = stack.login(ADMIN).await;
 
@@ -117,7 +125,7 @@ async fn drill(env: Vec<(String, String)>) {
         )
         .await;
     assert_eq!(created.status(), 201);
-    stack.wait_until(|| settled(&stack, &storage)).await;
+    stack.wait_until(|| settled(&stack, &storage, &keys)).await;
     let metrics = stack.http.get(stack.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let gauge = |name: &str| {
         let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {metrics}"));
@@ -185,13 +193,20 @@ async fn a_restore_refuses_live_streams_and_names_a_damaged_or_missing_object_be
     let env = local_env(&dir);
     let stack = Stack::start().await;
     let storage = Storage::open(&storage_args(&env)).unwrap();
+    let keys = keys(&env);
     let settings = ArchiveSettings { interval: Duration::from_millis(200), ..Default::default() };
-    tokio::spawn(archive::run(stack.deps.store.clone(), storage.clone(), settings, stack.shutdown_signal()));
+    tokio::spawn(archive::run(
+        stack.deps.store.clone(),
+        storage.clone(),
+        keys.clone(),
+        settings,
+        stack.shutdown_signal(),
+    ));
     let engineer = stack.login(ENGINEER).await;
     load(&stack, &engineer, 5).await;
     sovd(&stack, &["backup"], &env).await.unwrap();
     load(&stack, &engineer, 5).await;
-    stack.wait_until(|| settled(&stack, &storage)).await;
+    stack.wait_until(|| settled(&stack, &storage, &keys)).await;
     let commands = stack.commands_in_log().await;
 
     let (code, refused) = sovd(&stack, &["restore"], &env).await.unwrap_err();

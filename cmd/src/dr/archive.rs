@@ -2,6 +2,7 @@
 //! sequence-ranged segments, at least every `interval` (the RPO). Each stream has its own
 //! loop around one step; the position is where the segments end, so a restart (or a crash
 //! between writing a segment and its checkpoint) continues with no gap and no duplicate.
+//! Segments and checkpoints are signed with the backup key.
 
 use std::pin::Pin;
 use std::time::{Duration, Instant};
@@ -17,7 +18,9 @@ use sovd_nats::{EventStore, OpsKind, ReadError, StreamName};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::layout::{self, Checkpoint, Segment, SegmentName};
+use super::layout::{self, Checkpoint};
+use super::segment::{Segment, SegmentName};
+use super::signing::Keys;
 use super::storage::Storage;
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +54,7 @@ type Reader = Pin<Box<dyn Stream<Item = Result<(RawMessage, u64), ReadError>> + 
 pub struct StreamArchiver {
     js: jetstream::Context,
     storage: Storage,
+    keys: Keys,
     stream: String,
     settings: ArchiveSettings,
     position: u64,
@@ -59,23 +63,30 @@ pub struct StreamArchiver {
     created: Option<OffsetDateTime>,
 }
 
-/// The archive's checkpoint of `stream`: how far it says it has shipped, and in which segment.
-pub async fn checkpoint(storage: &Storage, stream: &str) -> anyhow::Result<Option<Checkpoint>> {
+/// The archive's checkpoint of `stream`: how far it says it has shipped, and in which
+/// segment; `None` unless `keys` signed it (with a warning when one is there). A checkpoint
+/// can move the archiver past events and hold a restore to its word, so one from anyone else
+/// counts as none: the same as its deletion, which is open to anyone who can write there.
+pub async fn checkpoint(storage: &Storage, keys: &Keys, stream: &str) -> anyhow::Result<Option<Checkpoint>> {
     let key = layout::checkpoint_key(stream);
-    match storage.get_optional(&key).await? {
-        Some(bytes) => Ok(Some(
-            serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not an archive checkpoint"))?,
-        )),
-        None => Ok(None),
+    let Some(bytes) = storage.get_optional(&key).await? else { return Ok(None) };
+    let checkpoint: Checkpoint =
+        serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not an archive checkpoint"))?;
+    match checkpoint.check_signature(stream, keys) {
+        Ok(()) => Ok(Some(checkpoint)),
+        Err(error) => {
+            tracing::warn!(stream, error = %error, "ignoring the archive checkpoint; the segments decide");
+            Ok(None)
+        }
     }
 }
 
 /// Where the archive of `stream` ends: the last sequence shipped and its segment's key.
-pub async fn archived_position(storage: &Storage, stream: &str) -> anyhow::Result<(u64, Option<String>)> {
+pub async fn archived_position(storage: &Storage, keys: &Keys, stream: &str) -> anyhow::Result<(u64, Option<String>)> {
     // A checkpoint whose segment is gone (a crash of a store that does not sync, say) says
     // nothing here: the segments decide, and the archiver ships the rest again. A restore
     // still holds the archive to the checkpoint's word (`restore::archive_after`).
-    let hint = match checkpoint(storage, stream).await? {
+    let hint = match checkpoint(storage, keys, stream).await? {
         Some(checkpoint) if !storage.exists(&checkpoint.segment).await? => None,
         hint => hint,
     };
@@ -87,7 +98,7 @@ pub async fn archived_position(storage: &Storage, stream: &str) -> anyhow::Resul
     };
     let mut position = hint.as_ref().map_or((0, None), |c| (c.last_sequence, Some(c.segment.clone())));
     for (key, _) in later {
-        if let Some(segment) = SegmentName::parse(&key).filter(|s| s.last > position.0) {
+        if let Some(segment) = SegmentName::parse(stream, &key).filter(|s| s.last > position.0) {
             position = (segment.last, Some(segment.key));
         }
     }
@@ -98,12 +109,13 @@ impl StreamArchiver {
     pub async fn resume(
         js: jetstream::Context,
         storage: Storage,
+        keys: Keys,
         stream: &str,
         settings: ArchiveSettings,
     ) -> anyhow::Result<Self> {
-        let (position, _) = archived_position(&storage, stream).await?;
-        tracing::info!(stream, position, location = storage.location(), "archive resumes");
-        Ok(Self { js, storage, stream: stream.to_owned(), settings, position, reader: None, created: None })
+        let (position, _) = archived_position(&storage, &keys, stream).await?;
+        tracing::info!(stream, position, location = storage.location(), key_id = keys.key_id(), "archive resumes");
+        Ok(Self { js, storage, keys, stream: stream.to_owned(), settings, position, reader: None, created: None })
     }
 
     /// The last sequence shipped.
@@ -121,7 +133,7 @@ impl StreamArchiver {
         if self.reader.is_none() {
             // After a failure the last write's outcome is unknown (the store may have kept an
             // object whose answer was lost): the storage says where the archive ends.
-            self.position = archived_position(&self.storage, &self.stream).await?.0;
+            self.position = archived_position(&self.storage, &self.keys, &self.stream).await?.0;
             let extent = raw::extent(&self.js, &self.stream).await?.unwrap_or_default();
             self.created = extent.created;
             let end = extent.last_sequence;
@@ -195,7 +207,7 @@ impl StreamArchiver {
             "stream {} was created again since this read began (a restore or a new cluster); starting over",
             self.stream
         );
-        let (stored, _) = archived_position(&self.storage, &self.stream).await?;
+        let (stored, _) = archived_position(&self.storage, &self.keys, &self.stream).await?;
         anyhow::ensure!(
             stored == self.position,
             "the archive of {} moved from {} to {stored} under this archiver: is a second one writing to {}?",
@@ -206,12 +218,12 @@ impl StreamArchiver {
         let last = messages.last().map_or(self.position, |m| m.sequence);
         let count = messages.len();
         let segment = Segment { stream: self.stream.clone(), first: self.position + 1, last, messages };
-        let (name, bytes) = segment.encode()?;
+        let (name, bytes) = segment.encode(&self.keys)?;
         self.storage.put(&name.key, bytes.into()).await?;
         // Shipped: the segment is the truth from here on, whatever happens to the checkpoint.
         self.position = last;
         tracing::debug!(stream = %self.stream, first = segment.first, last, messages = count, "segment shipped");
-        let checkpoint = Checkpoint { last_sequence: last, segment: name.key, at: OffsetDateTime::now_utc() };
+        let checkpoint = Checkpoint::signed(&self.stream, last, name.key, &self.keys);
         let hint = serde_json::to_vec(&checkpoint)?;
         if let Err(error) = self.storage.put(&layout::checkpoint_key(&self.stream), hint.into()).await {
             // Only slower: the next start lists the segments after the older checkpoint.
@@ -235,6 +247,7 @@ async fn publish_position(bucket: &jetstream::kv::Store, stream: &str, position:
 pub async fn run(
     store: EventStore,
     storage: Storage,
+    keys: Keys,
     settings: ArchiveSettings,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -242,7 +255,8 @@ pub async fn run(
     let bucket = sovd_nats::kv::open_bucket(&js, sovd_nats::kv::Bucket::Archive, settings.replicas).await?;
     let mut tasks = Vec::new();
     for stream in StreamName::ALL {
-        let archiver = StreamArchiver::resume(js.clone(), storage.clone(), stream.as_str(), settings).await?;
+        let archiver =
+            StreamArchiver::resume(js.clone(), storage.clone(), keys.clone(), stream.as_str(), settings).await?;
         tasks.push(tokio::spawn(archive_loop(archiver, store.clone(), bucket.clone(), shutdown.clone())));
     }
     for task in tasks {

@@ -1,23 +1,25 @@
 //! `sovd backup`: a JetStream snapshot of every protected stream, streamed into object
-//! storage with its checksum, then the manifest (last: a backup without one does not exist),
-//! then old backups and the archive segments no kept backup needs are pruned.
+//! storage with its checksum, then the manifest, signed (last: a backup without one does not
+//! exist), then old backups and the archive segments no kept backup needs are pruned.
 
 use std::collections::BTreeSet;
 
 use anyhow::Context;
-use object_store::buffered::BufWriter;
 use sovd_nats::raw::{self, protected_streams};
 use sovd_nats::snapshot;
 use time::OffsetDateTime;
 use tokio::io::AsyncWriteExt;
 
 use super::checksum::HashingWriter;
-use super::layout::{self, Manifest, SegmentName, StreamBackup};
+use super::layout::{self, Manifest, StreamBackup};
+use super::segment::SegmentName;
+use super::signing::Keys;
 use super::storage::Storage;
 use crate::progress::Progress;
 
-/// Snapshots every protected stream into `storage`; returns the manifest written.
-pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::Result<Manifest> {
+/// Snapshots every protected stream into `storage`; returns the manifest written, signed
+/// with `keys`.
+pub async fn backup(client: &async_nats::Client, storage: &Storage, keys: &Keys) -> anyhow::Result<Manifest> {
     let js = async_nats::jetstream::new(client.clone());
     let started_at = OffsetDateTime::now_utc();
     let backup_id = layout::new_backup_id(started_at);
@@ -29,7 +31,7 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
         }
         let key = layout::snapshot_key(&backup_id, &name);
         let progress = Progress::new(name.clone(), 0, "bytes");
-        let upload = BufWriter::new(storage.object_store(), storage.path(&key));
+        let upload = storage.upload(&key)?;
         let mut out = HashingWriter::new(upload);
         let taken = snapshot::snapshot(client, &name, &mut out, |bytes| progress.set(bytes, bytes))
             .await
@@ -37,6 +39,7 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
         let at_end = raw::extent(&js, &name).await?.unwrap_or_default();
         let (mut upload, sha256, bytes) = out.finish();
         upload.shutdown().await.with_context(|| format!("cannot write object {key} to {}", storage.location()))?;
+        storage.finish_upload(&key)?;
         let state = &taken.state;
         let number = |field: &str| state[field].as_u64().unwrap_or_default();
         progress.finish(&format!("{}: {} messages, {bytes} bytes", name, number("messages")));
@@ -54,15 +57,22 @@ pub async fn backup(client: &async_nats::Client, storage: &Storage) -> anyhow::R
             state: taken.state,
         });
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: layout::MANIFEST_FORMAT,
         backup_id: backup_id.clone(),
         started_at,
         finished_at: OffsetDateTime::now_utc(),
         sovd_version: env!("CARGO_PKG_VERSION").to_owned(),
         streams,
+        signature: None,
     };
-    storage.put(&layout::manifest_key(&backup_id), serde_json::to_vec_pretty(&manifest)?.into()).await?;
+    manifest.sign(keys)?;
+    let bytes = serde_json::to_vec_pretty(&manifest)?;
+    // The signature covers the manifest as a restore will parse it: a backup that could not
+    // be verified later is not stored as one.
+    let read_back: Manifest = serde_json::from_slice(&bytes)?;
+    read_back.check_signature(keys).context("the manifest does not verify once read back; the backup is not kept")?;
+    storage.put(&layout::manifest_key(&backup_id), bytes.into()).await?;
     Ok(manifest)
 }
 
@@ -74,6 +84,11 @@ pub async fn list_backups(storage: &Storage) -> anyhow::Result<Vec<Manifest>> {
             let bytes = storage.get(&key).await?;
             let manifest: Manifest =
                 serde_json::from_slice(&bytes).with_context(|| format!("object {key} is not a sovd manifest"))?;
+            anyhow::ensure!(
+                layout::backup_of(&key) == Some(manifest.backup_id.as_str()),
+                "object {key} is not a sovd manifest: it says it is backup {:?}",
+                manifest.backup_id
+            );
             manifests.push(manifest);
         }
     }
@@ -89,13 +104,22 @@ pub struct Pruned {
     pub segments: usize,
 }
 
-/// Keeps the newest `keep` backups; deletes older ones, unfinished ones older than the
-/// newest complete one, and archive segments that end at or before what the oldest kept
-/// backup holds (a restore starts from a backup, so it never needs them).
-pub async fn prune(storage: &Storage, keep: usize) -> anyhow::Result<Pruned> {
+/// Keeps the newest `keep` backups signed with `keys`; deletes older ones (signed or not),
+/// unfinished ones older than the newest kept, and archive segments that end at or before
+/// what the oldest kept backup holds (a restore starts from a backup, so it never needs
+/// them). Backups that do not verify count for nothing: planted ones cannot push the real
+/// ones out, and newer ones are left for a person to look at.
+pub async fn prune(storage: &Storage, keys: &Keys, keep: usize) -> anyhow::Result<Pruned> {
     let manifests = list_backups(storage).await?;
     let complete: BTreeSet<&str> = manifests.iter().map(|m| m.backup_id.as_str()).collect();
-    let kept: Vec<&Manifest> = manifests.iter().rev().take(keep.max(1)).collect();
+    let verified = manifests.iter().filter(|m| match m.check_names().and_then(|()| Ok(m.check_signature(keys)?)) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(backup = %m.backup_id, error = format!("{error:#}"), "a backup that does not verify is not counted");
+            false
+        }
+    });
+    let kept: Vec<&Manifest> = verified.rev().take(keep.max(1)).collect();
     let (Some(oldest_kept), Some(newest)) = (kept.last(), kept.first()) else {
         return Ok(Pruned::default());
     };
@@ -117,7 +141,7 @@ pub async fn prune(storage: &Storage, keep: usize) -> anyhow::Result<Pruned> {
             .list(&layout::archive_prefix(&stream.stream))
             .await?
             .iter()
-            .filter_map(|(key, _)| SegmentName::parse(key))
+            .filter_map(|(key, _)| SegmentName::parse(&stream.stream, key))
             .collect();
         // The newest segment stays whatever it holds: the archive's checkpoint points at it.
         let newest = segments.iter().map(|s| s.last).max();

@@ -10,6 +10,15 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes of a lowercase or uppercase hex string; `None` unless it is one.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    // from_str_radix alone would take a sign ("+1").
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
@@ -67,5 +76,13 @@ mod tests {
         assert_eq!((bytes.as_slice(), count), (&b"snapshot bytes"[..], 14));
         assert_eq!(digest, sha256_hex(b"snapshot bytes"));
         assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn hex_round_trips_and_anything_else_is_refused() {
+        assert_eq!(unhex(&hex(&[0, 1, 0xab, 0xff])), Some(vec![0, 1, 0xab, 0xff]));
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("+1"), None, "from_str_radix takes a sign, hex does not");
     }
 }

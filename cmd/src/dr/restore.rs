@@ -1,14 +1,15 @@
 //! `sovd restore`: a backup's snapshots, then the archive's segments after them (up to
-//! `--until`), into a NATS that does not have the streams. Two phases, so a missing or
-//! damaged object stops it before anything is touched: first every object needed is
-//! fetched and checked against its checksum, then the streams are written.
+//! `--until`), into a NATS that does not have the streams. Two phases, so a missing,
+//! damaged or unsigned object stops it before anything is touched: first the manifest's
+//! names and signature are checked and every object needed is fetched (into a work folder
+//! of this run's own) and checked against its checksum and signature, then the streams are
+//! written.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use sovd_nats::StreamName;
 use sovd_nats::raw::{self, WriteBack};
 use sovd_nats::snapshot;
 use time::OffsetDateTime;
@@ -17,7 +18,11 @@ use tokio::io::AsyncWriteExt;
 use super::archive::{archived_position, checkpoint};
 use super::backup::list_backups;
 use super::checksum::HashingWriter;
-use super::layout::{self, Manifest, Segment, SegmentName, StreamBackup};
+use super::layout::{self, Manifest, StreamBackup};
+use super::names::event_stream;
+use super::private_fs::{WorkDir, create_private_file};
+use super::segment::{Segment, SegmentName};
+use super::signing::Keys;
 use super::storage::Storage;
 use super::timeline::{Retired, retire_future};
 pub use super::until::Until;
@@ -32,7 +37,8 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// Check each restored stream's counts and sequences against the manifest and archive.
     pub verify: bool,
-    /// Where fetched objects wait (removed afterwards).
+    /// Where the restore makes its work folder for fetched objects: a new, private one each
+    /// run, removed afterwards; nothing else there is touched.
     pub work_dir: PathBuf,
     /// Replicas of every restored stream (a backup of a 3-node cluster restores into one
     /// node with 1).
@@ -88,7 +94,7 @@ pub fn choose_backup(manifests: Vec<Manifest>, options: &RestoreOptions, locatio
     let fits = |manifest: &Manifest| match &options.until {
         None => true,
         // By what each snapshot may hold at most, so none brings events past the point.
-        Some(until) => manifest.streams.iter().filter(|s| StreamName::parse(&s.stream).is_some()).all(|s| {
+        Some(until) => manifest.streams.iter().filter(|s| event_stream(&s.stream).is_some()).all(|s| {
             s.last_sequence_at_end == 0
                 || until.allows(
                     &s.stream,
@@ -104,7 +110,7 @@ pub fn choose_backup(manifests: Vec<Manifest>, options: &RestoreOptions, locatio
 }
 
 async fn download(storage: &Storage, key: &str, to: &Path) -> anyhow::Result<(String, u64)> {
-    let file = tokio::fs::File::create(to).await.with_context(|| format!("cannot write {}", to.display()))?;
+    let file = create_private_file(to).await.with_context(|| format!("cannot write {}", to.display()))?;
     let mut out = HashingWriter::new(tokio::io::BufWriter::new(file));
     let mut body = storage
         .object_store()
@@ -120,14 +126,22 @@ async fn download(storage: &Storage, key: &str, to: &Path) -> anyhow::Result<(St
     Ok((sha256, bytes))
 }
 
-/// Phase one: every object the restore needs, fetched and checked. Touches nothing.
-async fn fetch(storage: &Storage, manifest: &Manifest, options: &RestoreOptions) -> anyhow::Result<Vec<Fetched>> {
+/// Phase one: every object the restore needs, fetched into `work` and checked (checksums
+/// and signatures). Touches nothing.
+async fn fetch(
+    storage: &Storage,
+    keys: &Keys,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+    work: &Path,
+) -> anyhow::Result<Vec<Fetched>> {
     let mut plan = Vec::new();
     let mut total = manifest.bytes();
     for stream in &manifest.streams {
         let mut segments = Vec::new();
-        if StreamName::parse(&stream.stream).is_some() {
-            segments = archive_after(storage, &stream.stream, stream.last_sequence, options.until.as_ref()).await?;
+        if event_stream(&stream.stream).is_some() {
+            segments =
+                archive_after(storage, keys, &stream.stream, stream.last_sequence, options.until.as_ref()).await?;
             total += segments.iter().map(|(_, bytes)| bytes).sum::<u64>();
         }
         plan.push((stream, segments));
@@ -135,8 +149,9 @@ async fn fetch(storage: &Storage, manifest: &Manifest, options: &RestoreOptions)
     let progress = Progress::new("fetch", total, "bytes");
     let mut done = 0;
     let mut fetched = Vec::new();
-    for (stream, segments) in plan {
-        let snapshot = options.work_dir.join(format!("{}.snap", stream.stream));
+    // Local files are named by position: nothing read from storage becomes a path.
+    for (number, (stream, segments)) in plan.into_iter().enumerate() {
+        let snapshot = work.join(format!("{number:02}.snap"));
         let (sha256, bytes) = download(storage, &stream.object, &snapshot).await?;
         if sha256 != stream.sha256 || bytes != stream.bytes {
             bail!(
@@ -150,11 +165,9 @@ async fn fetch(storage: &Storage, manifest: &Manifest, options: &RestoreOptions)
         progress.set(done, total);
         let mut files = Vec::new();
         for (index, (name, size)) in segments.into_iter().enumerate() {
-            let path = options.work_dir.join(format!("{}.{index:08}.seg", stream.stream));
-            let (sha256, _) = download(storage, &name.key, &path).await?;
-            if sha256 != name.sha256 {
-                bail!("archive object {} is damaged: its sha256 is {sha256}, its name says {}", name.key, name.sha256);
-            }
+            let path = work.join(format!("{number:02}-{index:08}.seg"));
+            download(storage, &name.key, &path).await?;
+            Segment::check(&name, &tokio::fs::read(&path).await?, keys)?;
             done += size;
             progress.set(done, total);
             files.push((name, path));
@@ -166,10 +179,11 @@ async fn fetch(storage: &Storage, manifest: &Manifest, options: &RestoreOptions)
 }
 
 /// The chain of segments that continues `stream` after `after`, up to `until`. A hole in
-/// the chain, or a chain that ends before the archive's checkpoint, is an error that names
-/// what is missing.
+/// the chain, a chain that ends before the archive's checkpoint, or an object there that is
+/// not a segment of the stream, is an error that names it.
 async fn archive_after(
     storage: &Storage,
+    keys: &Keys,
     stream: &str,
     after: u64,
     until: Option<&Until>,
@@ -180,8 +194,17 @@ async fn archive_after(
         Some(Until::Sequences(map)) => map.get(stream).copied(),
         _ => None,
     };
+    let checkpoint_key = layout::checkpoint_key(stream);
     for (key, meta) in storage.list(&layout::archive_prefix(stream)).await? {
-        let Some(segment) = SegmentName::parse(&key) else { continue };
+        if key == checkpoint_key {
+            continue;
+        }
+        let Some(segment) = SegmentName::parse(stream, &key) else {
+            bail!(
+                "the archive of {stream} holds {key:?}, which is not a segment sovd writes: remove it, or move it out \
+                 of archive/, and run the restore again (nothing was touched)"
+            );
+        };
         if segment.last < next || stop.is_some_and(|stop| next > stop) {
             continue;
         }
@@ -194,8 +217,8 @@ async fn archive_after(
         next = segment.last + 1;
         chain.push((segment, meta.size));
     }
-    let claimed = checkpoint(storage, stream).await?.map_or(0, |c| c.last_sequence);
-    let archived = archived_position(storage, stream).await?.0.max(claimed);
+    let claimed = checkpoint(storage, keys, stream).await?.map_or(0, |c| c.last_sequence);
+    let archived = archived_position(storage, keys, stream).await?.0.max(claimed);
     if archived >= next && stop.is_none_or(|stop| stop >= next) {
         bail!(
             "the archive of {stream} reaches sequence {archived} by its checkpoint, but no object holds {next}..{archived}"
@@ -236,7 +259,7 @@ fn verify_snapshot(backup: &StreamBackup, messages: u64, last: u64) -> anyhow::R
     if last < low || last > high {
         bail!("{stream} restored up to sequence {last}, the manifest says between {low} and {high}");
     }
-    let events = StreamName::parse(stream).is_some();
+    let events = event_stream(stream).is_some();
     if events && messages.checked_sub(backup.messages) != last.checked_sub(low) {
         bail!(
             "{stream} restored with {messages} messages up to {last}, the manifest says {} up to {low}: messages are \
@@ -251,6 +274,7 @@ fn verify_snapshot(backup: &StreamBackup, messages: u64, last: u64) -> anyhow::R
 async fn write_stream(
     client: &async_nats::Client,
     js: &jetstream::Context,
+    keys: &Keys,
     manifest: &Manifest,
     fetched: &Fetched,
     options: &RestoreOptions,
@@ -286,7 +310,7 @@ async fn write_stream(
     let replay = Progress::new(format!("{} archive", fetched.stream), fetched.segments.len() as u64, "segments");
     'segments: for (index, (name, path)) in fetched.segments.iter().enumerate() {
         let bytes = tokio::fs::read(path).await?;
-        let segment = Segment::decode(name, &bytes)?;
+        let segment = Segment::decode(name, &bytes, keys)?;
         // Segments of two archivers may overlap: what is already written is skipped.
         let written = restored_last + copied;
         for message in segment.messages.iter().filter(|m| m.sequence > written) {
@@ -322,30 +346,31 @@ async fn write_stream(
     })
 }
 
-/// Restores every stream of the chosen backup, then the archive after it.
+/// Restores every stream of the chosen backup, then the archive after it, once every object
+/// has been checked against `keys`.
 pub async fn restore(
     client: &async_nats::Client,
     storage: &Storage,
+    keys: &Keys,
     options: &RestoreOptions,
 ) -> anyhow::Result<Restored> {
     let manifest = choose_backup(list_backups(storage).await?, options, storage.location())?;
-    tracing::info!(backup = %manifest.backup_id, location = storage.location(), "restoring");
-    tokio::fs::create_dir_all(&options.work_dir)
-        .await
-        .with_context(|| format!("cannot create {}", options.work_dir.display()))?;
-    let result = async {
-        let fetched = fetch(storage, &manifest, options).await?;
-        let js = jetstream::new(client.clone());
-        clear_the_way(&js, &manifest, options.replace).await?;
-        let mut streams = Vec::new();
-        for stream in &fetched {
-            streams.push(write_stream(client, &js, &manifest, stream, options).await?);
-        }
-        let label = format!("restore-{}", layout::new_backup_id(OffsetDateTime::now_utc()));
-        let retired = retire_future(storage, &manifest.backup_id, &streams, &label).await?;
-        Ok(Restored { backup: manifest.clone(), streams, retired })
+    // The names first, then the signature: a restore given --insecure-accept-unsigned still
+    // never uses a name that is not one of ours.
+    manifest.check_names()?;
+    manifest.check_signature(keys)?;
+    tracing::info!(backup = %manifest.backup_id, location = storage.location(), key_id = keys.key_id(), "restoring");
+    let work = WorkDir::create(&options.work_dir)
+        .with_context(|| format!("cannot make a work folder in {}", options.work_dir.display()))?;
+    let fetched = fetch(storage, keys, &manifest, options, work.path()).await?;
+    let js = jetstream::new(client.clone());
+    clear_the_way(&js, &manifest, options.replace).await?;
+    let mut streams = Vec::new();
+    for stream in &fetched {
+        streams.push(write_stream(client, &js, keys, &manifest, stream, options).await?);
     }
-    .await;
-    let _ = tokio::fs::remove_dir_all(&options.work_dir).await;
-    result
+    drop(work);
+    let label = format!("restore-{}", layout::new_backup_id(OffsetDateTime::now_utc()));
+    let retired = retire_future(storage, keys, &manifest.backup_id, &streams, &label).await?;
+    Ok(Restored { backup: manifest, streams, retired })
 }

@@ -1,6 +1,7 @@
 //! Where backups and the archive live: a local directory (the embedded default) or any
 //! S3-compatible bucket, through object_store. Credentials come from flags or the
-//! environment and are never printed; the location shown everywhere carries none.
+//! environment and are never printed; the location shown everywhere carries none. In a
+//! local directory, files are private (0600) and the folders sovd makes too (0700).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,10 +11,12 @@ use bytes::Bytes;
 use clap::Args;
 use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
+use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, PutPayload, RetryConfig};
 
+use super::private_fs::{create_private_dirs, make_private};
 use crate::config::Redacted;
 
 #[derive(Debug, Clone, Args)]
@@ -40,6 +43,8 @@ pub struct StorageArgs {
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory, whose files' modes are ours to set.
+    local: Option<Arc<LocalFileSystem>>,
     root: Path,
     location: String,
 }
@@ -78,18 +83,27 @@ impl Storage {
             let endpoint = args.s3_endpoint.as_deref().map(|e| format!(" at {e}")).unwrap_or_default();
             return Ok(Self {
                 store: Arc::new(store),
+                local: None,
                 root: Path::from(prefix),
                 location: format!("s3://{bucket}/{prefix}{endpoint}"),
             });
         }
         let dir = url.strip_prefix("file://").unwrap_or(url);
         anyhow::ensure!(!dir.contains("://"), "SOVD_BACKUP_URL {url}: use file://<dir> or s3://<bucket>[/prefix]");
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create the backup directory {dir}"))?;
+        create_private_dirs(std::path::Path::new(dir))
+            .with_context(|| format!("cannot create the backup directory {dir}"))?;
         let dir = std::fs::canonicalize(dir).with_context(|| format!("backup directory {dir}"))?;
-        let store = LocalFileSystem::new_with_prefix(&dir)
-            .with_context(|| format!("backup directory {}", dir.display()))?
-            .with_automatic_cleanup(true);
-        Ok(Self { store: Arc::new(store), root: Path::default(), location: format!("file://{}", dir.display()) })
+        let store = Arc::new(
+            LocalFileSystem::new_with_prefix(&dir)
+                .with_context(|| format!("backup directory {}", dir.display()))?
+                .with_automatic_cleanup(true),
+        );
+        Ok(Self {
+            store: store.clone(),
+            local: Some(store),
+            root: Path::default(),
+            location: format!("file://{}", dir.display()),
+        })
     }
 
     /// Where this is, for people and the audit trail (never with credentials).
@@ -113,12 +127,41 @@ impl Storage {
             .unwrap_or_else(|| path.to_string())
     }
 
+    /// In a local directory: the folders `key` goes in, made private if missing, so that what
+    /// is written there is out of others' reach before its own mode is set.
+    fn prepare(&self, key: &str) -> anyhow::Result<()> {
+        let Some(local) = &self.local else { return Ok(()) };
+        let file = local.path_to_filesystem(&self.path(key))?;
+        if let Some(folder) = file.parent() {
+            create_private_dirs(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        }
+        Ok(())
+    }
+
+    /// In a local directory: the file of `key`, once written, private.
+    fn seal(&self, key: &str) -> anyhow::Result<()> {
+        let Some(local) = &self.local else { return Ok(()) };
+        let file = local.path_to_filesystem(&self.path(key))?;
+        make_private(&file).with_context(|| format!("cannot make {} private", file.display()))
+    }
+
     pub async fn put(&self, key: &str, bytes: Bytes) -> anyhow::Result<()> {
+        self.prepare(key)?;
         self.store
             .put(&self.path(key), PutPayload::from_bytes(bytes))
             .await
             .with_context(|| format!("cannot write object {key} to {}", self.location))?;
-        Ok(())
+        self.seal(key)
+    }
+
+    /// A streaming upload of `key`; call [`Storage::finish_upload`] once it is shut down.
+    pub fn upload(&self, key: &str) -> anyhow::Result<BufWriter> {
+        self.prepare(key)?;
+        Ok(BufWriter::new(self.store.clone(), self.path(key)))
+    }
+
+    pub fn finish_upload(&self, key: &str) -> anyhow::Result<()> {
+        self.seal(key)
     }
 
     pub async fn get(&self, key: &str) -> anyhow::Result<Bytes> {
@@ -173,10 +216,12 @@ impl Storage {
 
     /// Moves an object (copy, then delete): object stores have no rename.
     pub async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        self.prepare(to)?;
         self.store
             .copy(&self.path(from), &self.path(to))
             .await
             .with_context(|| format!("cannot copy object {from} to {to} in {}", self.location))?;
+        self.seal(to)?;
         self.delete(from).await
     }
 

@@ -5,10 +5,12 @@
 //! the abandoned one up.
 
 use super::backup::list_backups;
-use super::layout::{self, Checkpoint, Segment, SegmentName};
+use super::layout::{self, Checkpoint};
+use super::names::event_stream;
 use super::restore::RestoredStream;
+use super::segment::{Segment, SegmentName};
+use super::signing::Keys;
 use super::storage::Storage;
-use time::OffsetDateTime;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Retired {
@@ -22,9 +24,10 @@ fn aside(label: &str, key: &str) -> String {
 
 /// Moves aside every backup newer than `used` that holds events past a restored stream's
 /// end, and every archive segment past it (a segment that straddles the end is replaced by
-/// its part up to the end).
+/// its part up to the end, signed with `keys`).
 pub async fn retire_future(
     storage: &Storage,
+    keys: &Keys,
     used: &str,
     restored: &[RestoredStream],
     label: &str,
@@ -33,8 +36,7 @@ pub async fn retire_future(
     let end_of = |stream: &str| restored.iter().find(|r| r.stream == stream).map(|r| r.last_sequence);
     for manifest in list_backups(storage).await? {
         let past_the_end = manifest.streams.iter().any(|s| {
-            sovd_nats::StreamName::parse(&s.stream).is_some()
-                && end_of(&s.stream).is_some_and(|end| s.last_sequence_at_end > end)
+            event_stream(&s.stream).is_some() && end_of(&s.stream).is_some_and(|end| s.last_sequence_at_end > end)
         });
         if manifest.backup_id.as_str() <= used || !past_the_end {
             continue;
@@ -47,26 +49,26 @@ pub async fn retire_future(
         }
         retired.backups.push(manifest.backup_id);
     }
-    for stream in restored.iter().filter(|s| sovd_nats::StreamName::parse(&s.stream).is_some()) {
-        retired.segments += retire_segments(storage, &stream.stream, stream.last_sequence, label).await?;
+    for stream in restored.iter().filter(|s| event_stream(&s.stream).is_some()) {
+        retired.segments += retire_segments(storage, keys, &stream.stream, stream.last_sequence, label).await?;
     }
     Ok(retired)
 }
 
-async fn retire_segments(storage: &Storage, stream: &str, end: u64, label: &str) -> anyhow::Result<usize> {
+async fn retire_segments(storage: &Storage, keys: &Keys, stream: &str, end: u64, label: &str) -> anyhow::Result<usize> {
     let mut moved = 0;
     let mut last_kept: Option<String> = None;
     for (key, _) in storage.list(&layout::archive_prefix(stream)).await? {
-        let Some(name) = SegmentName::parse(&key) else { continue };
+        let Some(name) = SegmentName::parse(stream, &key) else { continue };
         if name.last <= end {
             last_kept = Some(key);
             continue;
         }
         if name.first <= end {
-            let mut segment = Segment::decode(&name, &storage.get(&key).await?)?;
+            let mut segment = Segment::decode(&name, &storage.get(&key).await?, keys)?;
             segment.messages.retain(|m| m.sequence <= end);
             segment.last = end;
-            let (trimmed, bytes) = segment.encode()?;
+            let (trimmed, bytes) = segment.encode(keys)?;
             storage.put(&trimmed.key, bytes.into()).await?;
             last_kept = Some(trimmed.key);
         }
@@ -76,7 +78,7 @@ async fn retire_segments(storage: &Storage, stream: &str, end: u64, label: &str)
     if moved > 0 {
         match last_kept {
             Some(segment) => {
-                let checkpoint = Checkpoint { last_sequence: end, segment, at: OffsetDateTime::now_utc() };
+                let checkpoint = Checkpoint::signed(stream, end, segment, keys);
                 storage.put(&layout::checkpoint_key(stream), serde_json::to_vec(&checkpoint)?.into()).await?;
             }
             // Nothing of the archive is left before the point: the segments decide from now on.

@@ -14,6 +14,8 @@ pub struct S3Server {
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
+    /// The backup key of what is stored here (random, per server).
+    pub backup_key: String,
 }
 
 fn binary() -> PathBuf {
@@ -56,7 +58,7 @@ impl S3Server {
             dir.display().to_string(),
         ];
         let child = spawn(&command);
-        let server = Self { child, command, dir, port, bucket, access_key, secret_key };
+        let server = Self { child, command, dir, port, bucket, access_key, secret_key, backup_key: random_key() };
         server.wait_until_up().await;
         server
     }
@@ -92,6 +94,7 @@ impl S3Server {
             ("SOVD_S3_ENDPOINT".into(), self.endpoint()),
             ("SOVD_S3_ACCESS_KEY_ID".into(), self.access_key.clone()),
             ("SOVD_S3_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("SOVD_BACKUP_KEY".into(), self.backup_key.clone()),
         ]
     }
 }
@@ -115,7 +118,23 @@ pub fn storage_args(env: &[(String, String)]) -> sovd::dr::storage::StorageArgs 
     }
 }
 
-/// The environment for a local directory as storage.
+/// The environment for a local directory as storage, with a new random backup key.
 pub fn local_env(dir: &std::path::Path) -> Vec<(String, String)> {
-    vec![("SOVD_BACKUP_URL".into(), format!("file://{}", dir.display()))]
+    vec![("SOVD_BACKUP_URL".into(), format!("file://{}", dir.display())), ("SOVD_BACKUP_KEY".into(), random_key())]
+}
+
+/// A new backup key: 64 random hex digits.
+pub fn random_key() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The keys of an environment like [`local_env`] (its SOVD_BACKUP_KEY).
+pub fn keys(env: &[(String, String)]) -> sovd::dr::signing::Keys {
+    let key = env.iter().find(|(k, _)| k == "SOVD_BACKUP_KEY").map(|(_, v)| v.as_str()).expect("no SOVD_BACKUP_KEY");
+    sovd::dr::signing::Keys::new(sovd::dr::signing::BackupKey::parse(key).unwrap())
+}
+
+/// New random keys, for tests that use the library directly.
+pub fn random_keys() -> sovd::dr::signing::Keys {
+    sovd::dr::signing::Keys::new(sovd::dr::signing::BackupKey::parse(&random_key()).unwrap())
 }
