@@ -345,7 +345,7 @@ pub fn jwt_key(args: &GatewayArgs, dev: bool) -> anyhow::Result<JwtKey> {
                 "SOVD_JWT_SECRET is not set; signing with a random key made for this process \
                  (sign-ins end when it stops; ./deploy/local/run keeps one in .data/env)"
             );
-            Ok(JwtKey::random())
+            JwtKey::random().context("cannot get random bytes for the token signing key")
         }
         None if dev => anyhow::bail!(
             "SOVD_JWT_SECRET must be set (32+ bytes) when sovd listens on {}, which is not a loopback address",

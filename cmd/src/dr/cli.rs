@@ -255,7 +255,7 @@ pub async fn run_restore(args: RestoreArgs) -> anyhow::Result<()> {
         .name("sovd-restore")
         .connect(nats_url)
         .await
-        .with_context(|| format!("cannot reach NATS at {nats_url}"))?;
+        .with_context(|| format!("cannot reach NATS at {}", crate::config::redact_url(nats_url)))?;
     let options = RestoreOptions {
         backup_id: args.backup.clone(),
         until: args.until.clone(),

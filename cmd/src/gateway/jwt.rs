@@ -59,13 +59,11 @@ impl JwtKey {
         Self(secret.to_vec())
     }
 
-    /// 32 bytes from the operating system's random source (through UUID v4, 122 random
-    /// bits each, so 244 bits in all).
-    pub fn random() -> Self {
-        let mut key = Vec::with_capacity(32);
-        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        Self(key)
+    /// 32 bytes from the operating system's random source.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut key = vec![0u8; 32];
+        getrandom::fill(&mut key)?;
+        Ok(Self(key))
     }
 
     fn mac(&self) -> Hmac<Sha256> {
@@ -155,6 +153,14 @@ mod tests {
             URL_SAFE_NO_PAD.encode(serde_json::to_vec(&Claims { role: "admin".into(), ..claims(100) }).unwrap());
         parts[1] = &forged;
         assert_eq!(key.verify(&parts.join("."), 0), Err(JwtError::BadSignature));
+    }
+
+    #[test]
+    fn random_keys_differ_and_sign_differently() {
+        let (a, b) = (JwtKey::random().unwrap(), JwtKey::random().unwrap());
+        assert_ne!(a.0, b.0);
+        assert_eq!(a.0.len(), 32);
+        assert_ne!(a.sign(&claims(100)), b.sign(&claims(100)));
     }
 
     #[test]

@@ -33,6 +33,7 @@ async fn no_help_page_shows_a_secret_from_the_environment() {
             "SOVD_NATS_URL",
             "SOVD_JWT_SECRET",
             "SOVD_BACKUP_KEY",
+            "SOVD_BACKUP_KEY_PREVIOUS",
             "SOVD_S3_SECRET_ACCESS_KEY",
             "SOVD_BENCH_PASSWORD",
             "SOVD_TOKEN",
