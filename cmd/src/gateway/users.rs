@@ -206,7 +206,8 @@ pub async fn reset_password(
     responses((status = 200, description = "every sign-in lock on the user is lifted (recorded in the audit trail)", body = super::openapi::Message),
         (status = 401, description = "no or bad token", body = super::openapi::ErrorEnvelope),
         (status = 403, description = "admins only", body = super::openapi::ErrorEnvelope),
-        (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope)))]
+        (status = 404, description = "no such user", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "not a UUID", body = super::openapi::ErrorEnvelope)))]
 pub async fn unlock(
     State(state): State<SharedState>,
     admin: Admin,

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use sovd_domain::users::UserIntent;
+
 use super::*;
 
 async fn create_user(stack: &Stack, admin: &str, body: Value) -> reqwest::Response {
@@ -76,12 +78,7 @@ async fn event_time_filters_that_used_to_panic_answer_400() {
 #[tokio::test]
 async fn a_read_model_that_says_otherwise_does_not_let_a_deactivated_user_sign_in() {
     let stack = Stack::start().await;
-    let actor = sovd::accounts::Actor::system();
-    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
-        sovd_domain::users::UserIntent::Deactivate { by, at }
-    })
-    .await
-    .unwrap();
+    in_the_log(&stack, engineer_id(), |by, at| UserIntent::Deactivate { by, at }).await;
     let active = || async {
         sqlx::query_as::<_, (bool,)>("SELECT active FROM users WHERE username = 'engineer'")
             .fetch_one(&stack.deps.pool)
@@ -100,21 +97,10 @@ async fn sign_in_decides_on_the_accounts_events_even_when_the_read_model_is_behi
     let stack = Stack::start().await;
     // The read model cannot move: Postgres is cut off.
     stack.postgres.set_down(true);
-    let actor = sovd::accounts::Actor::system();
-    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
-        sovd_domain::users::UserIntent::Deactivate { by, at }
-    })
-    .await
-    .unwrap();
+    in_the_log(&stack, engineer_id(), |by, at| UserIntent::Deactivate { by, at }).await;
     assert_envelope(stack.login_as("engineer", "engineer123").await, 401, "AUTH_006", "deactivated").await;
     // An active account still signs in, and a role change counts at the next sign-in.
-    sovd::accounts::change(&stack.deps.store, &actor, admin_id(), |by, at| sovd_domain::users::UserIntent::SetRole {
-        role: sovd_domain::Role::Engineer,
-        by,
-        at,
-    })
-    .await
-    .unwrap();
+    in_the_log(&stack, admin_id(), |by, at| UserIntent::SetRole { role: sovd_domain::Role::Engineer, by, at }).await;
     let token = tokio::time::timeout(Duration::from_secs(10), stack.try_login(ADMIN)).await.unwrap().unwrap();
     let claims = stack.settings.jwt.verify(&token, now()).unwrap();
     assert_eq!(claims.role, "engineer");

@@ -81,6 +81,16 @@ pub fn forged(key: &sovd::gateway::jwt::JwtKey, user_id: uuid::Uuid, role: &str,
     })
 }
 
+/// An account change appended straight to the log, as the console or another replica would:
+/// no revocation entry is written, only the event.
+pub async fn in_the_log(
+    stack: &Stack,
+    user_id: sovd_domain::UserId,
+    intent: impl FnOnce(sovd_domain::UserId, time::OffsetDateTime) -> sovd_domain::users::UserIntent,
+) {
+    sovd::accounts::change(&stack.deps.store, &sovd::accounts::Actor::system(), user_id, intent).await.unwrap();
+}
+
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }

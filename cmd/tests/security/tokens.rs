@@ -4,6 +4,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use sovd_domain::users::UserIntent;
+
 use super::*;
 
 #[tokio::test]
@@ -20,12 +22,7 @@ async fn a_token_for_a_user_that_does_not_exist_is_refused_even_when_well_signed
 async fn a_token_of_a_deactivated_user_is_refused_even_if_no_revocation_reached_the_gateway() {
     let stack = Stack::start().await;
     // Deactivated straight in the log: no revocation entry is written, only the event.
-    let actor = sovd::accounts::Actor::system();
-    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
-        sovd_domain::users::UserIntent::Deactivate { by, at }
-    })
-    .await
-    .unwrap();
+    in_the_log(&stack, engineer_id(), |by, at| UserIntent::Deactivate { by, at }).await;
     let token = forged(&stack.settings.jwt, engineer_id().as_uuid(), "engineer", now(), now() + 600);
     stack.wait_until(|| async { stack.get(&token, "/api/v1/auth/me").await.status() == 401 }).await;
     assert_envelope(stack.get(&token, "/api/v1/auth/me").await, 401, "AUTH_006", "deactivated").await;

@@ -6,6 +6,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
+use sovd_domain::users::UserIntent;
+
 use super::*;
 
 /// A command that stays open: the vehicle will not answer for a while.
@@ -74,12 +76,7 @@ async fn a_socket_closes_when_its_user_is_deactivated_even_if_no_revocation_is_w
     let id = running_command(&stack, &token).await;
     let mut socket = open(&stack, &id, &token).await;
     // Straight in the log: only the account feed tells the gateway.
-    let actor = sovd::accounts::Actor::system();
-    sovd::accounts::change(&stack.deps.store, &actor, engineer_id(), |by, at| {
-        sovd_domain::users::UserIntent::Deactivate { by, at }
-    })
-    .await
-    .unwrap();
+    in_the_log(&stack, engineer_id(), |by, at| UserIntent::Deactivate { by, at }).await;
     let (code, reason) = closed_within(&mut socket, Duration::from_secs(30)).await;
     assert_eq!(code, 1008);
     assert!(reason.contains("deactivated"), "{reason}");
