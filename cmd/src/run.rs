@@ -55,7 +55,8 @@ impl GatewaySettings {
         let passwords = match args.password_checks {
             0 => Passwords::per_core(),
             n => Passwords::new(n, Duration::from_secs(2)),
-        };
+        }
+        .context("cannot start the password-check threads")?;
         Ok(Self {
             jwt: jwt_key(args, dev)?,
             lockout: LockoutPolicy {

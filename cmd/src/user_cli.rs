@@ -32,7 +32,7 @@ pub async fn run(args: UserArgs) -> anyhow::Result<()> {
     let (_stop, shutdown) = run::shutdown_signal();
     let Some(deps) = run::connect(&args.common, "sovd-user", &shutdown).await? else { return Ok(()) };
     let actor = Actor::system();
-    let passwords = Passwords::per_core();
+    let passwords = Passwords::per_core().context("cannot start the password-check threads")?;
     let lockouts = Lockouts::new(deps.buckets.lockouts.clone(), LockoutPolicy::default());
     let find = |username: String| {
         let buckets = deps.buckets.clone();

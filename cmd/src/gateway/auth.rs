@@ -19,7 +19,7 @@ use super::extract::{Caller, JsonObject};
 use super::middleware::RequestId;
 use super::sessions::{Identity, SessionError, TokenPair};
 use super::state::SharedState;
-use crate::lockouts::{Admission, LockoutError};
+use crate::lockouts::{Admission, LockoutError, Outcome};
 use crate::passwords::Busy;
 
 /// Compared against when the user does not exist, so a miss costs as long as a wrong password.
@@ -111,16 +111,31 @@ pub async fn login(
     let client = client_info(client.map(|c| c.0), &headers);
     let now = OffsetDateTime::now_utc();
     // A turn first (a busy gateway answers 503 without counting anything), then the attempt
-    // is counted before the password is checked: concurrency cannot buy extra guesses.
+    // is counted as in flight before the password is checked: concurrency buys no guesses.
     let turn = state.passwords.turn().await?;
-    let lock = match state.lockouts.admit(&username, &client.ip).await? {
+    match state.lockouts.admit(&username, &client.ip).await? {
+        Admission::Admitted => {}
         // Names that match no user lock the same way, so the answer never tells which exist.
         Admission::Locked { until } => return Err(locked_error(until)),
-        Admission::Counted { lock } => lock,
+        Admission::Busy => {
+            return Err(ApiError::busy("sign-ins for this name are being checked; try again in a second", 1));
+        }
+    }
+    let account = match account_named(&state, &username).await {
+        Ok(account) => account,
+        Err(error) => {
+            let _ = state.lockouts.finish(&username, &client.ip, Outcome::Unchecked).await;
+            return Err(error);
+        }
     };
-    let account = account_named(&state, &username).await?;
     let hash = account.as_ref().and_then(|a| a.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
     let matches = turn.verify(password, hash).await;
+    let outcome = if matches { Outcome::Right } else { Outcome::Wrong };
+    // The right password is not a guess, whatever happens next (a deactivated account).
+    let lock = state.lockouts.finish(&username, &client.ip, outcome).await.unwrap_or_else(|error| {
+        tracing::warn!(error = %error, "could not record how a sign-in ended; it counts as a failure in a minute");
+        None
+    });
     let user_id = account.as_ref().and_then(|a| a.user_id);
     let refusal = match &account {
         Some(a) if matches && !a.active => Some("account deactivated"),
@@ -130,10 +145,6 @@ pub async fn login(
     };
     let subject = user_id.map_or_else(Subject::unknown_user_sessions, Subject::user_sessions);
     let actor = user_id.map_or_else(|| "anonymous".to_owned(), |id| format!("user:{id}"));
-    if matches {
-        // The right password is not a guess, whatever happens next.
-        state.lockouts.succeeded(&username, &client.ip).await?;
-    }
     if let Some(reason) = refusal {
         let failed = Event::LoginFailed(LoginFailed {
             username: username.clone(),
@@ -250,7 +261,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_dummy_hash_matches_no_password() {
-        let passwords = crate::passwords::Passwords::new(1, std::time::Duration::from_secs(5));
+        let passwords = crate::passwords::Passwords::new(1, std::time::Duration::from_secs(5)).unwrap();
         assert!(!passwords.turn().await.unwrap().verify("anything".into(), DUMMY_HASH.into()).await);
         assert!(!passwords.turn().await.unwrap().verify(String::new(), DUMMY_HASH.into()).await);
     }

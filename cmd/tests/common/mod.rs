@@ -73,7 +73,7 @@ pub fn test_settings() -> run::GatewaySettings {
         limits: sovd::gateway::ratelimit::RateLimits { login: 1000, submit: 1000, vehicles: 1000 },
         cors_origins: vec!["https://tools.example.com".into()],
         trusted_proxies: Default::default(),
-        passwords: sovd::passwords::Passwords::new(4, Duration::from_secs(10)),
+        passwords: sovd::passwords::Passwords::new(4, Duration::from_secs(10)).unwrap(),
         ws_per_user: 20,
         http: Default::default(),
     }

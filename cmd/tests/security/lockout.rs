@@ -14,6 +14,18 @@ fn settings(per_client: u32, per_name: u32) -> sovd::run::GatewaySettings {
     settings
 }
 
+/// A guesser who comes back whenever told to (503 with Retry-After), until a real answer.
+async fn guess(stack: &Stack, client: &reqwest::Client, password: &str) -> (u16, String) {
+    loop {
+        let answer = login_from(stack, client, ("engineer", password)).await;
+        if answer.status() != 503 {
+            return code_of(answer).await;
+        }
+        assert!(answer.headers().contains_key("retry-after"), "a 503 says when to come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn forty_concurrent_guesses_from_one_address_check_five_passwords_at_most() {
     let stack = Stack::start_with(settings(5, 50)).await;
@@ -21,11 +33,12 @@ async fn forty_concurrent_guesses_from_one_address_check_five_passwords_at_most(
     let guesses = (0..40).map(|i| {
         let attacker = attacker.clone();
         let stack = &stack;
-        async move { login_from(stack, &attacker, ("engineer", &format!("guess-{i}"))).await.status().as_u16() }
+        async move { guess(stack, &attacker, &format!("guess-{i}")).await }
     });
     let answers = join_all(guesses).await;
-    assert!(answers.iter().all(|s| *s == 401), "every guess is refused, none with 503: {answers:?}");
-    assert!(passwords_checked(&stack, engineer_id()).await <= 5, "no more than the threshold was checked");
+    assert!(answers.iter().all(|(s, _)| *s == 401), "every guess is refused in the end: {answers:?}");
+    assert_eq!(passwords_checked(&stack, engineer_id()).await, 5, "exactly the threshold was checked");
+    assert_eq!(answers.iter().filter(|(_, code)| code == "AUTH_006").count(), 35, "the rest met the lock");
     // The right password is refused too: the address is locked.
     let right = login_from(&stack, &attacker, ENGINEER).await;
     assert_envelope(right, 401, "AUTH_006", "try again in 15 minute").await;
@@ -38,14 +51,27 @@ async fn guesses_from_ten_addresses_are_bounded_by_the_name_wide_budget() {
     let guesses = (0..40).map(|i| {
         let client = client_from(&format!("127.0.1.{}", i % 10 + 1));
         let stack = &stack;
-        async move { login_from(stack, &client, ("engineer", &format!("guess-{i}"))).await.status().as_u16() }
+        async move { guess(stack, &client, &format!("guess-{i}")).await }
     });
     let answers = join_all(guesses).await;
-    assert!(answers.iter().all(|s| *s == 401), "{answers:?}");
-    assert!(passwords_checked(&stack, engineer_id()).await <= 20);
+    assert!(answers.iter().all(|(s, _)| *s == 401), "{answers:?}");
+    assert_eq!(passwords_checked(&stack, engineer_id()).await, 20);
     // Spent: every address is locked now, the right password included.
     let elsewhere = client_from("127.0.2.1");
     assert_envelope(login_from(&stack, &elsewhere, ENGINEER).await, 401, "AUTH_006", "try again").await;
+}
+
+#[tokio::test]
+async fn concurrent_sign_ins_with_the_right_password_are_never_locked_out() {
+    let stack = Stack::start_with(settings(5, 50)).await;
+    let office = client_from("127.0.0.3");
+    let sign_ins = (0..30).map(|_| {
+        let office = office.clone();
+        let stack = &stack;
+        async move { guess(stack, &office, "engineer123").await }
+    });
+    let answers = join_all(sign_ins).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
 }
 
 #[tokio::test]
@@ -128,7 +154,7 @@ async fn a_password_reset_and_the_console_lift_a_lock() {
 #[tokio::test]
 async fn a_sign_in_storm_is_answered_503_with_retry_after_beyond_the_password_check_pool() {
     let mut settings = test_settings();
-    settings.passwords = sovd::passwords::Passwords::new(1, Duration::from_millis(100));
+    settings.passwords = sovd::passwords::Passwords::new(1, Duration::from_millis(100)).unwrap();
     let stack = Stack::start_with(settings).await;
     let storm = (0..24).map(|i| {
         let client = client_from(&format!("127.0.3.{}", i + 1));
