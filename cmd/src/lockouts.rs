@@ -152,13 +152,6 @@ impl Lockouts {
         Err(LockoutError::Unavailable("lockout record kept changing".into()))
     }
 
-    /// Whether `name` is locked for anyone now (for the users page and the console).
-    pub async fn is_locked(&self, name: &str) -> Result<bool, LockoutError> {
-        let (mut record, _) = self.read(&key(name)).await?;
-        record.forget_expired(now(), &self.policy);
-        Ok(record.locked_until.is_some() || record.clients.values().any(|c| c.locked_until.is_some()))
-    }
-
     /// Lifts every lock on `name` and forgets its failures. Returns whether anything was held.
     pub async fn unlock(&self, name: &str) -> Result<bool, LockoutError> {
         let key = key(name);
